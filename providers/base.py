@@ -151,6 +151,7 @@ class WebhookRequest:
     query: Mapping[str, str]
     body: bytes
     form: Mapping[str, list[str]] = field(default_factory=dict)
+    received_at: datetime | None = None  #: injected clock, for timestamp/replay checks
 
 
 @dataclass(frozen=True, slots=True)
