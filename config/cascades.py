@@ -1,0 +1,280 @@
+"""Cascades: the YAML schema, the loader and its validation.
+
+A cascade file is data, not code: ``yaml.safe_load`` plus frozen pydantic
+models. Every problem found is reported with the file, the line when known, and
+the field path, and a wrong file fails at startup, never at send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from jinja2 import TemplateSyntaxError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from config.durations import Duration, format_duration
+from config.templates import ChannelTemplate, compile_template
+from providers.base import CHANNEL_SIGNALS, PAID_CHANNELS, Channel, Signal
+
+#: The pseudo-channel of a step that picks the customer's preferred messenger.
+MESSENGER = "messenger"
+MESSENGERS = (Channel.TELEGRAM, Channel.WHATSAPP, Channel.VIBER, Channel.VK)
+
+
+class Member(BaseModel):
+    """One messenger of a group, optionally with its own wait condition."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: Channel
+    wait_for: Signal | None = None
+
+
+class Step(BaseModel):
+    """One step: a channel (or a messenger group), what to wait for, and how long."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: str
+    among: tuple[Channel | Member, ...] = ()
+    wait_for: Signal = Signal.DELIVERED
+    timeout: Duration
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        if value != MESSENGER and value not in Channel.__members__.values():
+            known = ", ".join([*(c.value for c in Channel), MESSENGER])
+            raise ValueError(f"unknown channel {value!r} (known: {known})")
+        return value
+
+    @model_validator(mode="after")
+    def _group_shape(self) -> Step:
+        if self.channel == MESSENGER and not self.among:
+            raise ValueError("a messenger step needs 'among': the messengers to choose from")
+        if self.channel != MESSENGER and self.among:
+            raise ValueError("'among' is only for channel: messenger")
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be positive")
+        return self
+
+    def members(self) -> tuple[Member, ...]:
+        """The concrete channels this step may use, each with its wait condition."""
+        if self.channel != MESSENGER:
+            return (Member(channel=Channel(self.channel), wait_for=self.wait_for),)
+        return tuple(
+            Member(channel=m, wait_for=self.wait_for)
+            if isinstance(m, Channel)
+            else Member(channel=m.channel, wait_for=m.wait_for or self.wait_for)
+            for m in self.among
+        )
+
+
+class Cascade(BaseModel):
+    """A named, ordered list of steps with a time to live."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+    description: str = ""
+    category: str = "transactional"
+    ttl: Duration
+    quiet_hours: Literal["respect", "ignore"] = "respect"
+    paid_last: bool = True  #: paid channels stay last even if a customer prefers them
+    steps: tuple[Step, ...] = Field(min_length=1)
+    templates: dict[str, dict[Channel | Literal["any"], ChannelTemplate]] = Field(
+        default_factory=dict
+    )
+
+    def channels(self) -> list[Channel]:
+        return [member.channel for step in self.steps for member in step.members()]
+
+    def is_paid(self, channel: Channel) -> bool:
+        return channel in PAID_CHANNELS
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one file."""
+
+    file: Path
+    field: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.field}: {self.message}"
+
+
+class CascadeConfigError(Exception):
+    """One or more cascade files are invalid."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def cascade_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
+    """Cross-field rules, all reported at once as (field path, message)."""
+    problems: list[tuple[list[str | int], str]] = []
+    seen: set[Channel] = set()
+    for index, step in enumerate(cascade.steps):
+        for member in step.members():
+            if member.channel in seen:
+                problems.append((["steps", index, "channel"], f"{member.channel} appears twice"))
+            seen.add(member.channel)
+            wait_for = member.wait_for or step.wait_for
+            if wait_for not in CHANNEL_SIGNALS[member.channel]:
+                can = ", ".join(sorted(s.value for s in CHANNEL_SIGNALS[member.channel]))
+                problems.append(
+                    (
+                        ["steps", index, "wait_for"],
+                        f"{member.channel} cannot report '{wait_for}' (it can report: {can})",
+                    )
+                )
+    total = sum((step.timeout for step in cascade.steps), timedelta(0))
+    if cascade.ttl < total:
+        problems.append(
+            (
+                ["ttl"],
+                f"{format_duration(cascade.ttl)} is shorter than the sum of the step timeouts "
+                f"({format_duration(total)}): later steps would never be tried",
+            )
+        )
+    for name, per_channel in cascade.templates.items():
+        for channel in cascade.channels():
+            if channel not in per_channel and "any" not in per_channel:
+                problems.append((["templates", name], f"no template for channel {channel}"))
+    return problems
+
+
+def _line_of(node: yaml.Node | None, path: Iterable[str | int]) -> int | None:
+    """Walk the composed YAML tree along ``path`` and return the 1-based line."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _field_path(loc: tuple[Any, ...]) -> list[str | int]:
+    # pydantic adds union/branch tags such as 'Member' or 'function-after[...]'.
+    return [p for p in loc if isinstance(p, int) or (p[:1].islower() and "[" not in p)]
+
+
+def load_file(path: Path, available: Collection[Channel] | None = None) -> Cascade:
+    """Load and validate one cascade file; raise :class:`CascadeConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CascadeConfigError([Problem(path, "(file)", f"cannot read: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise CascadeConfigError(
+            [Problem(path, "(yaml)", f"not valid YAML: {reason}", line)]
+        ) from None
+    if not isinstance(data, dict):
+        raise CascadeConfigError(
+            [Problem(path, "(file)", "expected a mapping with name and steps")]
+        )
+    try:
+        cascade = Cascade.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            parts = _field_path(error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            field = ".".join(str(p) for p in parts) or "(cascade)"
+            problems.append(Problem(path, field, message, _line_of(node, parts)))
+        raise CascadeConfigError(problems) from None
+    problems = [
+        Problem(path, ".".join(str(p) for p in parts), message, _line_of(node, parts))
+        for parts, message in cascade_problems(cascade)
+    ]
+    problems += _check_templates(path, cascade, node)
+    problems += _check_available(path, cascade, node, available)
+    if problems:
+        raise CascadeConfigError(problems)
+    return cascade
+
+
+def _check_templates(path: Path, cascade: Cascade, node: yaml.Node | None) -> list[Problem]:
+    problems = []
+    for name, per_channel in cascade.templates.items():
+        for channel, template in per_channel.items():
+            try:
+                compile_template(template)
+            except TemplateSyntaxError as exc:
+                field = f"templates.{name}.{channel}"
+                line = _line_of(node, ["templates", name, str(channel)])
+                problems.append(Problem(path, field, f"template syntax: {exc.message}", line))
+    return problems
+
+
+def _check_available(
+    path: Path, cascade: Cascade, node: yaml.Node | None, available: Collection[Channel] | None
+) -> list[Problem]:
+    if available is None:
+        return []
+    problems = []
+    for index, step in enumerate(cascade.steps):
+        for member in step.members():
+            if member.channel not in available:
+                problems.append(
+                    Problem(
+                        path,
+                        f"steps.{index}.channel",
+                        f"no provider is configured for {member.channel} and the sandbox is off",
+                        _line_of(node, ["steps", index, "channel"]),
+                    )
+                )
+    return problems
+
+
+def load_cascades(
+    directory: Path, available: Collection[Channel] | None = None
+) -> dict[str, Cascade]:
+    """Load every ``*.yaml``/``*.yml`` in ``directory``; all problems at once."""
+    if not directory.is_dir():
+        raise CascadeConfigError([Problem(directory, "(directory)", "no such directory")])
+    cascades: dict[str, Cascade] = {}
+    problems: list[Problem] = []
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    for path in files:
+        try:
+            cascade = load_file(path, available)
+        except CascadeConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        if cascade.name in cascades:
+            problems.append(Problem(path, "name", f"cascade {cascade.name!r} is defined twice"))
+        cascades[cascade.name] = cascade
+    if not files:
+        problems.append(Problem(directory, "(directory)", "no cascade files (*.yaml) found"))
+    if problems:
+        raise CascadeConfigError(problems)
+    return cascades

@@ -1,0 +1,165 @@
+"""Process settings: environment variables (prefix ``CASCADE_``, nested with ``__``) and ``.env``.
+
+Secrets live here and nowhere else; cascades are data and live in YAML
+(:mod:`config.cascades`). Invalid settings stop startup with one clear message
+(:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from providers.base import Channel
+from providers.sandbox import SandboxBehaviour, SandboxConfig
+
+#: Shipped cascades; ``CASCADE_CASCADES_DIR`` points elsewhere.
+SHIPPED_CASCADES = Path(__file__).parent / "cascades"
+
+#: Used when no key is configured, in the local environment only.
+DEV_API_KEY = "dev-key"
+
+#: What one message costs by default, per channel (sandbox and providers without a cost).
+DEFAULT_COSTS: dict[Channel, float] = {
+    Channel.PUSH: 0.0,
+    Channel.TELEGRAM: 0.0,
+    Channel.WHATSAPP: 0.005,
+    Channel.VIBER: 0.003,
+    Channel.VK: 0.0,
+    Channel.EMAIL: 0.0005,
+    Channel.SMS: 0.05,
+}
+
+
+class SandboxSettings(BaseModel):
+    """The sandbox provider: on by default so a fresh install works without accounts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    seed: int = 0
+    outbox: Path | None = None
+    channels: dict[Channel, SandboxBehaviour] = Field(default_factory=dict)
+    scenarios: dict[str, Literal["ok", "rejected", "invalid", "not_sent", "unknown", "config"]] = (
+        Field(default_factory=dict)
+    )
+
+    def provider_config(self) -> SandboxConfig:
+        return SandboxConfig(
+            seed=self.seed, outbox=self.outbox, channels=self.channels, scenarios=self.scenarios
+        )
+
+
+class Settings(BaseSettings):
+    """Everything a Cascade process needs to start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CASCADE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Literal["local", "production"] = "local"
+    data_dir: Path = Path("data")
+    database_url: str = ""  #: default: SQLite file ``<data_dir>/cascade.db``
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    receipt_secret: SecretStr = SecretStr("")  #: signs per-attempt receipt tokens
+    cascades_dir: Path = SHIPPED_CASCADES
+    public_url: str = "http://127.0.0.1:8000"  #: how providers reach our webhooks
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_user: str = "admin"
+    flower_password: SecretStr = SecretStr("")
+    worker_concurrency: int = Field(default=2, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    sweep_interval: float = Field(default=1.0, gt=0)  #: seconds between beat sweeps
+    sweep_batch: int = Field(default=500, ge=1)
+    republish_after: float = Field(default=30.0, gt=0)  #: a pending attempt's doorbell is lost
+    sending_stale_after: float = Field(default=120.0, gt=0)  #: a claim older is "unknown"
+    send_time_limit: float = Field(default=60.0, gt=0)  #: Celery hard limit per send task
+    max_send_tries: int = Field(default=5, ge=1)  #: "not sent" retries before giving up a step
+    retry_backoff: float = Field(default=5.0, gt=0)  #: first retry delay, doubled each try
+    max_per_day: dict[str, int] = Field(default_factory=dict)  #: global cap per category
+
+    costs: dict[Channel, float] = Field(default_factory=lambda: dict(DEFAULT_COSTS))
+    #: Providers per channel in priority order, e.g. ``{"sms": ["twilio", "smsru:1"]}``.
+    channels: dict[Channel, list[str]] = Field(default_factory=dict)
+    #: Per-provider settings, validated by each provider's own config model.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    demote_after_failures: int = Field(default=3, ge=1)
+    demote_window: float = Field(default=60.0, gt=0)
+    demote_cooldown: float = Field(default=300.0, gt=0)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            if len(key.get_secret_value()) < 8:
+                raise ValueError("each API key must be at least 8 characters")
+        return value
+
+    @property
+    def effective_api_keys(self) -> list[str]:
+        keys = [key.get_secret_value() for key in self.api_keys]
+        return keys or ([DEV_API_KEY] if self.environment == "local" else [])
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'cascade.db').resolve()}"
+
+    @property
+    def effective_receipt_secret(self) -> str:
+        secret = self.receipt_secret.get_secret_value()
+        return secret or "|".join(self.effective_api_keys)
+
+    def check_production(self) -> None:
+        """Refuse insecure defaults outside local use (the template's idea)."""
+        if self.environment != "production":
+            return
+        if not self.api_keys:
+            raise ValueError("api_keys: set CASCADE_API_KEYS in production")
+        if not self.receipt_secret.get_secret_value():
+            raise ValueError("receipt_secret: set CASCADE_RECEIPT_SECRET in production")
+
+
+class SettingsError(Exception):
+    """Settings are invalid; the message names the variable."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings or raise :class:`SettingsError` naming every bad variable."""
+    try:
+        settings = Settings(**overrides)
+        settings.check_production()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "CASCADE_" + "__".join(str(part).upper() for part in error["loc"])
+            lines.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    except ValueError as exc:
+        raise SettingsError(f"invalid settings: CASCADE_{exc}") from None
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

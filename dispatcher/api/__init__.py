@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): validate, persist, ring doorbells. Never calls a provider."""

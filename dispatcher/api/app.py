@@ -1,0 +1,36 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from dispatcher.api import customers, notifications, problems, receipts, system
+from dispatcher.api.deps import KeyRing
+from dispatcher.api.limits import BodyLimit
+from dispatcher.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Cascade",
+        summary="Notification dispatcher: free channels first, SMS only when nobody read it.",
+        version="0.1.0",
+    )
+    app.state.runtime = runtime
+    app.state.keyring = KeyRing(runtime.settings.effective_api_keys)
+    problems.install(app)
+    for module in (notifications, customers, receipts, system):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    return app
+
+
+def production_app() -> FastAPI:
+    """Entry point for ``uvicorn --factory dispatcher.api.app:production_app``."""
+    from config.settings import get_settings
+    from dispatcher.publisher import CeleryPublisher
+    from dispatcher.queues import create_celery
+    from dispatcher.runtime import build_runtime
+
+    settings = get_settings()
+    return create_app(build_runtime(settings, CeleryPublisher(create_celery(settings))))

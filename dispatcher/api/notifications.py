@@ -1,0 +1,143 @@
+"""``/v1/notifications``: send, inspect, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
+from dispatcher.api.problems import Problem
+from dispatcher.customers import FieldError
+from dispatcher.intake import IdempotencyConflict, accept, find_by_key, request_hash
+from dispatcher.lifecycle import finish
+from dispatcher.models import Attempt, Event, Notification
+from dispatcher.schemas import (
+    AttemptOut,
+    EventOut,
+    NotificationAccepted,
+    NotificationIn,
+    NotificationOut,
+    StepOut,
+)
+from dispatcher.states import OPEN_STATES, NotificationState
+
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+
+def field_problem(exc: FieldError) -> Problem:
+    return Problem(
+        422, "Invalid request", str(exc), errors=[{"field": exc.field, "message": exc.message}]
+    )
+
+
+def accepted_out(notification: Notification) -> NotificationAccepted:
+    return NotificationAccepted(
+        id=notification.id,
+        state=notification.state,
+        reason=notification.reason,
+        steps=[
+            StepOut(step=i, channel=s["channel"], wait_for=s["wait_for"], timeout=s["timeout"])
+            for i, s in enumerate(notification.steps)
+        ],
+    )
+
+
+@router.post("", status_code=202, response_model=NotificationAccepted)
+def send_notification(
+    body: NotificationIn,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    key_id: ApiKeyDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> NotificationAccepted:
+    """Accept a notification and start its cascade."""
+    now = runtime.now()
+    try:
+        result = accept(
+            session,
+            body,
+            cascades=runtime.cascades,
+            settings=runtime.settings,
+            api_key_id=key_id,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+        session.commit()
+    except FieldError as exc:
+        session.rollback()
+        raise field_problem(exc) from None
+    except IdempotencyConflict:
+        session.rollback()
+        raise _conflict() from None
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key committed first.
+        session.rollback()
+        existing = find_by_key(session, key_id, idempotency_key or "")
+        if existing is None or existing.request_hash != request_hash(body):
+            raise _conflict() from None
+        return accepted_out(existing)
+    runtime.publisher.publish(result.doorbells)
+    return accepted_out(result.notification)
+
+
+def _conflict() -> Problem:
+    return Problem(
+        409,
+        "Idempotency-Key reused",
+        "this Idempotency-Key was used with a different request body",
+        errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+    )
+
+
+def _load(session: Session, notification_id: str) -> Notification:
+    notification = session.get(Notification, notification_id)
+    if notification is None:
+        raise Problem(404, "Not found", f"no notification {notification_id}")
+    return notification
+
+
+@router.get("/{notification_id}", response_model=NotificationOut)
+def get_notification(notification_id: str, session: SessionDep, _: ApiKeyDep) -> NotificationOut:
+    """State, resolved steps, attempts, events and cost of one notification."""
+    notification = _load(session, notification_id)
+    attempts = session.exec(
+        select(Attempt)
+        .where(Attempt.notification_id == notification.id)
+        .order_by(col(Attempt.step))
+    ).all()
+    events = session.exec(
+        select(Event).where(Event.notification_id == notification.id).order_by(col(Event.id))
+    ).all()
+    base = accepted_out(notification)
+    return NotificationOut(
+        **base.model_dump(),
+        customer_id=notification.customer_id,
+        cascade=notification.cascade,
+        category=notification.category,
+        created_at=notification.created_at,
+        expires_at=notification.expires_at,
+        finished_at=notification.finished_at,
+        cost=round(notification.cost, 6),
+        attempts=[AttemptOut.model_validate(a, from_attributes=True) for a in attempts],
+        events=[EventOut.model_validate(e, from_attributes=True) for e in events],
+    )
+
+
+@router.post("/{notification_id}/cancel", response_model=NotificationAccepted)
+def cancel_notification(
+    notification_id: str, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
+) -> NotificationAccepted:
+    """Stop a notification: nothing not yet sent will be sent."""
+    notification = _load(session, notification_id)
+    if notification.state not in OPEN_STATES:
+        raise Problem(409, "Already finished", f"the notification is {notification.state}")
+    now = runtime.now()
+    if not finish(
+        session, notification, NotificationState.CANCELLED, now, source="api", reason="cancelled"
+    ):
+        raise Problem(409, "Already finished", "the notification finished meanwhile")
+    session.commit()
+    return accepted_out(notification)

@@ -1,0 +1,66 @@
+"""Health, metrics and the loaded cascades."""
+
+from __future__ import annotations
+
+import redis
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from dispatcher.api.deps import ApiKeyDep, RuntimeDep
+from dispatcher.api.problems import Problem
+from dispatcher.schemas import CascadeOut
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+def healthz(runtime: RuntimeDep) -> dict[str, str]:
+    """Database and broker reachability."""
+    checks: dict[str, str] = {}
+    try:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        redis.Redis.from_url(runtime.settings.redis_url, socket_connect_timeout=1).ping()
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {type(exc).__name__}"
+    if any(v != "ok" for v in checks.values()):
+        raise Problem(503, "Unhealthy", ", ".join(f"{k}: {v}" for k, v in checks.items()))
+    return {"status": "ok", **checks}
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _cascade_out(runtime: RuntimeDep, name: str) -> CascadeOut:
+    cascade = runtime.cascades[name]
+    return CascadeOut(
+        name=cascade.name,
+        description=cascade.description,
+        category=cascade.category,
+        ttl=cascade.ttl.total_seconds(),
+        quiet_hours=cascade.quiet_hours,
+        steps=[step.model_dump(mode="json") for step in cascade.steps],
+    )
+
+
+@router.get("/v1/cascades", response_model=list[CascadeOut], tags=["cascades"])
+def list_cascades(runtime: RuntimeDep, _: ApiKeyDep) -> list[CascadeOut]:
+    """The cascades loaded at startup."""
+    return [_cascade_out(runtime, name) for name in sorted(runtime.cascades)]
+
+
+@router.get("/v1/cascades/{name}", response_model=CascadeOut, tags=["cascades"])
+def get_cascade(name: str, runtime: RuntimeDep, _: ApiKeyDep) -> CascadeOut:
+    """One loaded cascade."""
+    if name not in runtime.cascades:
+        raise Problem(404, "Not found", f"no cascade {name!r}")
+    return _cascade_out(runtime, name)

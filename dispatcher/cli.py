@@ -1,0 +1,175 @@
+"""The ``dispatcher`` command: ``up``, ``api``, ``worker``, ``beat``, ``flower``,
+``migrate`` and ``cascades check``. Errors are one clear message, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config.cascades import CascadeConfigError, load_cascades
+from config.settings import Settings, SettingsError, get_settings
+from dispatcher.launcher import LaunchError
+from dispatcher.queues import QUEUES
+from dispatcher.routing import RoutingError
+
+
+class _NullPublisher:
+    def publish(self, doorbells: Sequence[object]) -> None:
+        return None
+
+
+def _check(settings: Settings) -> None:
+    """Fail fast: providers and cascades are validated before anything starts."""
+    from dispatcher.runtime import build_router
+
+    router = build_router(settings, None)
+    load_cascades(settings.cascades_dir, router.available_channels())
+
+
+def _exec(argv: list[str]) -> int:
+    os.execv(argv[0], argv)  # noqa: S606 - replaces this process with a fixed command
+
+
+def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatcher.runtime import build_router
+
+    path = Path(args.path) if args.path else settings.cascades_dir
+    router = build_router(settings, None)
+    cascades = load_cascades(path, router.available_channels())
+    for name, cascade in sorted(cascades.items()):
+        chain = " -> ".join(
+            step.channel
+            if not step.among
+            else f"messenger({','.join(m.channel for m in step.members())})"
+            for step in cascade.steps
+        )
+        print(f"ok  {name}: {chain}")
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from dispatcher.migrate import upgrade
+
+    upgrade(settings.effective_database_url)
+    print("database is up to date")
+    return 0
+
+
+def cmd_api(_: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    _check(settings)
+    uvicorn.run(
+        "dispatcher.api.app:production_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    _check(settings)
+    queues = args.queues or ",".join(QUEUES)
+    concurrency = str(args.concurrency or settings.worker_concurrency)
+    return _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "dispatcher.worker",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            concurrency,
+            "--pool",
+            "prefork",
+            "-E",
+            "-n",
+            f"cascade-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+        ]
+    )
+
+
+def cmd_beat(_: argparse.Namespace, settings: Settings) -> int:
+    _check(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return _exec(
+        [sys.executable, "-m", "celery", "-A", "dispatcher.worker", "beat", "--loglevel", "INFO"]
+    )
+
+
+def cmd_flower(_: argparse.Namespace, settings: Settings) -> int:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "dispatcher.worker",
+        "flower",
+        f"--port={settings.flower_port}",
+        "--address=127.0.0.1",
+    ]
+    password = settings.flower_password.get_secret_value()
+    if password:
+        argv.append(f"--basic-auth={settings.flower_user}:{password}")
+    return _exec(argv)
+
+
+def cmd_up(_: argparse.Namespace, settings: Settings) -> int:
+    from dispatcher.launcher import up
+    from dispatcher.migrate import upgrade
+
+    _check(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    return up(settings)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="dispatcher", description="Cascade notification dispatcher")
+    sub = root.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run API, worker, beat and Flower locally").set_defaults(func=cmd_up)
+    sub.add_parser("api", help="run the REST API").set_defaults(func=cmd_api)
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--queues", help="comma-separated queues (default: all)")
+    worker.add_argument("--concurrency", type=int)
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("beat", help="run the sweep scheduler").set_defaults(func=cmd_beat)
+    sub.add_parser("flower", help="run Flower").set_defaults(func=cmd_flower)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    cascades = sub.add_parser("cascades", help="cascade files")
+    cascades_sub = cascades.add_subparsers(dest="action", required=True)
+    check = cascades_sub.add_parser("check", help="validate cascade files")
+    check.add_argument("path", nargs="?", help="directory (default: CASCADE_CASCADES_DIR)")
+    check.set_defaults(func=cmd_cascades_check)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        return int(args.func(args, settings))
+    except (SettingsError, RoutingError, LaunchError) as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+    except CascadeConfigError as exc:
+        print("dispatcher: invalid cascades:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

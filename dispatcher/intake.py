@@ -1,0 +1,210 @@
+"""Accepting a notification: validate, resolve the cascade, store rows in one transaction.
+
+Nothing is published here: the caller commits first and rings the doorbells after,
+so a crash between the two loses nothing (the sweep republishes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from config.cascades import Cascade
+from config.settings import Settings
+from config.templates import ChannelTemplate, RenderError, render
+from dispatcher.customers import FieldError, ensure_customer, profile_of, upsert_contacts
+from dispatcher.engine import Plan, plan_steps
+from dispatcher.history import record
+from dispatcher.lifecycle import create_attempt
+from dispatcher.models import Customer, Notification
+from dispatcher.publisher import Doorbell
+from dispatcher.schemas import NotificationIn
+from dispatcher.states import NotificationState
+from providers.base import Channel
+
+
+class IdempotencyConflict(Exception):
+    """The same Idempotency-Key was used with a different body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    notification: Notification
+    doorbells: list[Doorbell]
+    replayed: bool = False
+
+
+def request_hash(body: NotificationIn) -> str:
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+def find_by_key(session: Session, api_key_id: str, key: str) -> Notification | None:
+    return session.exec(
+        select(Notification).where(
+            Notification.api_key_id == api_key_id, Notification.idempotency_key == key
+        )
+    ).first()
+
+
+def accept(
+    session: Session,
+    body: NotificationIn,
+    *,
+    cascades: Mapping[str, Cascade],
+    settings: Settings,
+    api_key_id: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> Accepted:
+    """Store a new notification and its first attempt (or replay an earlier one)."""
+    digest = request_hash(body)
+    if idempotency_key:
+        existing = find_by_key(session, api_key_id, idempotency_key)
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise IdempotencyConflict(idempotency_key)
+            return Accepted(existing, [], replayed=True)
+    cascade = cascades.get(body.cascade)
+    if cascade is None:
+        known = ", ".join(sorted(cascades)) or "none"
+        raise FieldError("cascade", f"unknown cascade {body.cascade!r} (known: {known})")
+    customer = session.get(Customer, body.customer_id)
+    if customer is None and not body.contacts:
+        raise FieldError(
+            "customer_id",
+            "unknown customer: create it with PUT /v1/customers/{id} or give 'contacts'",
+        )
+    customer = ensure_customer(session, body.customer_id, now)
+    upsert_contacts(session, customer.id, body.contacts, now, "contacts")
+    category = body.category or cascade.category
+    plan = plan_steps(cascade, profile_of(session, customer), category)
+    if plan.suppressed is None and over_cap(session, customer, settings, category, now):
+        plan = Plan(steps=(), skipped=plan.skipped, suppressed="frequency_cap")
+    channels = [step.channel for step in plan.steps]
+    notification = Notification(
+        customer_id=customer.id,
+        cascade=cascade.name,
+        steps=[step.to_json() for step in plan.steps],
+        category=category,
+        content=render_content(cascade, body, channels),
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        api_key_id=api_key_id,
+        respect_quiet_hours=cascade.quiet_hours == "respect",
+        expires_at=now + (body.ttl or cascade.ttl),
+        created_at=now,
+    )
+    session.add(notification)
+    session.flush()
+    record(
+        session, "accepted", at=now, source="api", notification=notification, cascade=cascade.name
+    )
+    for skip in plan.skipped:
+        record(
+            session,
+            "skipped",
+            at=now,
+            source="api",
+            notification=notification,
+            step=skip.step,
+            step_channel=skip.channel,
+            reason=skip.reason,
+        )
+    if plan.suppressed is not None:
+        notification.state = NotificationState.SUPPRESSED
+        notification.reason = plan.suppressed
+        notification.finished_at = now
+        record(
+            session,
+            "suppressed",
+            at=now,
+            source="api",
+            notification=notification,
+            reason=plan.suppressed,
+        )
+        return Accepted(notification, [])
+    _, bell = create_attempt(session, notification, 0, now)
+    return Accepted(notification, [bell] if bell else [])
+
+
+def over_cap(
+    session: Session, customer: Customer, settings: Settings, category: str, now: datetime
+) -> bool:
+    """True when the customer already got ``max_per_day`` of this category in 24 hours."""
+    limit = customer.max_per_day.get(category, settings.max_per_day.get(category))
+    if limit is None:
+        return False
+    sent = session.exec(
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.customer_id == customer.id,
+            Notification.category == category,
+            col(Notification.created_at) > now - timedelta(days=1),
+            Notification.state != NotificationState.SUPPRESSED.value,
+        )
+    ).one()
+    return int(sent) >= limit
+
+
+def render_content(
+    cascade: Cascade, body: NotificationIn, channels: list[Channel]
+) -> dict[str, dict[str, Any]]:
+    """Per-channel content, rendered now: a missing variable is a 422, not a broken message."""
+    content: dict[str, dict[str, Any]] = {}
+    templates: Mapping[str, ChannelTemplate] = {}
+    if body.template is not None:
+        if body.template not in cascade.templates:
+            known = ", ".join(sorted(cascade.templates)) or "none"
+            raise FieldError(
+                "template", f"cascade has no template {body.template!r} (known: {known})"
+            )
+        templates = {str(k): v for k, v in cascade.templates[body.template].items()}
+    for channel in channels:
+        part = _inline(body, channel)
+        if part is None:
+            template = templates.get(channel.value) or templates.get("any")
+            if template is None:
+                raise FieldError("content", f"no content for channel {channel}")
+            try:
+                part = _from_template(render(template, body.data, f"data (template {channel})"))
+            except RenderError as exc:
+                raise FieldError("data", exc.message + f" in the {channel} template") from None
+        content[channel.value] = part
+    return content
+
+
+def _inline(body: NotificationIn, channel: Channel) -> dict[str, Any] | None:
+    if body.content is None:
+        return None
+    override = body.content.channels.get(channel)
+    title = (override.title if override else None) or body.content.title
+    text = (override.text if override else None) or body.content.text
+    html = (override.html if override else None) or body.content.html
+    if not text:
+        if body.template is not None:
+            return None
+        raise FieldError(f"content.channels.{channel}.text", f"no text for channel {channel}")
+    return {"title": title, "text": text, "html": html, "template": None}
+
+
+def _from_template(template: ChannelTemplate) -> dict[str, Any]:
+    provider_template = None
+    if template.template:
+        provider_template = {
+            "name": template.template,
+            "language": template.language or "en",
+            "params": list(template.params),
+        }
+    return {
+        "title": template.title,
+        "text": template.body,
+        "html": template.html,
+        "template": provider_template,
+    }

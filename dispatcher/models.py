@@ -1,0 +1,176 @@
+"""Database tables (SQLModel). The database is the source of truth.
+
+Every notification, attempt, deadline and receipt is a row; Redis only carries
+doorbells (attempt ids). Times are stored as naive UTC and read back as aware UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in Python, naive UTC in the database (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utc_column(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+
+
+def json_column(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Customer(SQLModel, table=True):
+    """One person, whatever channel they are reached on, with their preferences."""
+
+    id: str = Field(primary_key=True, max_length=128)
+    locale: str | None = Field(default=None, max_length=16)
+    timezone: str = Field(default="UTC", max_length=64)
+    channel_order: list[str] = json_column(list)
+    opt_out_channels: list[str] = json_column(list)
+    opt_out_categories: list[str] = json_column(list)
+    quiet_start: str | None = Field(default=None, max_length=5)  #: "22:00" local time
+    quiet_end: str | None = Field(default=None, max_length=5)
+    max_per_day: dict[str, int] = json_column(dict)
+    created_at: datetime = utc_column(nullable=False)
+    updated_at: datetime = utc_column(nullable=False)
+
+
+class ContactPoint(SQLModel, table=True):
+    """An address on one channel. Several per channel are allowed (two devices)."""
+
+    __table_args__ = (UniqueConstraint("customer_id", "channel", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=2048)
+    verified: bool = False
+    status: str = Field(default="active", max_length=16)  #: active | invalid
+    invalid_reason: str | None = Field(default=None, max_length=64)
+    created_at: datetime = utc_column(nullable=False)
+    updated_at: datetime = utc_column(nullable=False)
+
+
+class Notification(SQLModel, table=True):
+    """One request to reach one customer through one cascade."""
+
+    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    customer_id: str = Field(index=True, max_length=128)
+    cascade: str = Field(max_length=64)
+    steps: list[dict[str, Any]] = json_column(list)  #: the resolved steps, frozen
+    category: str = Field(max_length=32)
+    content: dict[str, Any] = json_column(dict)  #: rendered per channel
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64)
+    api_key_id: str = Field(default="", max_length=16)
+    state: str = Field(default="accepted", index=True, max_length=16)
+    reason: str | None = Field(default=None, max_length=64)  #: why suppressed / how finished
+    respect_quiet_hours: bool = True
+    expires_at: datetime = utc_column(index=True, nullable=False)
+    created_at: datetime = utc_column(nullable=False)
+    finished_at: datetime | None = utc_column()
+    cost: float = 0.0
+
+
+class Attempt(SQLModel, table=True):
+    """One step of one notification on one channel: at most one paid send."""
+
+    __table_args__ = (
+        UniqueConstraint("notification_id", "step"),
+        Index("ix_attempt_state_due", "state", "due_at"),
+        Index("ix_attempt_state_escalate", "state", "escalate_at"),
+        Index("ix_attempt_provider_message", "provider", "provider_message_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    notification_id: str = Field(foreign_key="notification.id", index=True, max_length=36)
+    step: int
+    channel: str = Field(max_length=16)
+    provider: str | None = Field(default=None, max_length=32)
+    contact_id: int | None = Field(default=None, foreign_key="contactpoint.id")
+    wait_for: str = Field(max_length=16)
+    timeout_seconds: float
+    state: str = Field(default="pending", max_length=16)
+    idempotency_key: str = Field(default_factory=new_id, max_length=64)
+    provider_message_id: str | None = Field(default=None, max_length=255)
+    due_at: datetime = utc_column(nullable=False)
+    published_at: datetime | None = utc_column()
+    claimed_at: datetime | None = utc_column()
+    claim_token: str | None = Field(default=None, max_length=36)
+    sent_at: datetime | None = utc_column()
+    delivered_at: datetime | None = utc_column()
+    read_at: datetime | None = utc_column()
+    escalate_at: datetime | None = utc_column()
+    finished_at: datetime | None = utc_column()
+    tries: int = 0
+    cost: float = 0.0
+    error_code: str | None = Field(default=None, max_length=64)
+    error_detail: str | None = Field(default=None, max_length=255)
+    created_at: datetime = utc_column(nullable=False)
+
+
+class Event(SQLModel, table=True):
+    """Append-only history: the customer's timeline and the audit trail. No message text."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: str | None = Field(default=None, index=True, max_length=36)
+    attempt_id: str | None = Field(default=None, max_length=36)
+    customer_id: str | None = Field(default=None, index=True, max_length=128)
+    type: str = Field(max_length=32)
+    channel: str | None = Field(default=None, max_length=16)
+    at: datetime = utc_column(index=True, nullable=False)
+    source: str = Field(max_length=48)
+    detail: dict[str, Any] = json_column(dict)
+
+
+class ProviderEvent(SQLModel, table=True):
+    """A raw receipt, deduplicated on the provider's event id, stored before it is applied."""
+
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id"),
+        Index("ix_provider_event_pending", "applied_at", "apply_after"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    event_id: str = Field(max_length=255)
+    kind: str = Field(max_length=16)
+    provider_message_id: str | None = Field(default=None, max_length=255)
+    reference: str | None = Field(default=None, max_length=64)
+    recipient: str | None = Field(default=None, max_length=255)  #: for VK "read up to" receipts
+    read_up_to: bool = False
+    invalid_address: bool = False
+    error_code: str | None = Field(default=None, max_length=64)
+    occurred_at: datetime | None = utc_column()
+    received_at: datetime = utc_column(nullable=False)
+    apply_after: datetime = utc_column(nullable=False)
+    applied_at: datetime | None = utc_column()
+    attempt_id: str | None = Field(default=None, max_length=36)
+    outcome: str | None = Field(default=None, max_length=32)

@@ -1,0 +1,61 @@
+"""Ringing the doorbell: publishing attempt ids to the per-channel Celery queues.
+
+The database is committed first; a publish that fails (Redis down) loses nothing,
+because the sweep republishes pending attempts whose doorbell is older than
+``republish_after``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Doorbell:
+    """Wake a worker of ``channel`` for attempt ``attempt_id``."""
+
+    attempt_id: str
+    channel: str
+
+
+class Publisher(Protocol):
+    def publish(self, doorbells: Sequence[Doorbell]) -> None: ...
+
+
+def task_name(channel: str) -> str:
+    """Readable task names in Flower: ``send.sms``, ``send.push`` ..."""
+    return f"send.{channel}"
+
+
+class CeleryPublisher:
+    """Publishes ``send.<channel>(attempt_id)`` to queue ``<channel>``: ids only."""
+
+    def __init__(self, app: object) -> None:
+        self._app = app
+
+    def publish(self, doorbells: Sequence[Doorbell]) -> None:
+        for bell in doorbells:
+            try:
+                self._app.send_task(  # type: ignore[attr-defined]
+                    task_name(bell.channel), args=[bell.attempt_id], queue=bell.channel
+                )
+            except Exception as exc:
+                log.warning(
+                    "publish failed; the sweep will republish",
+                    extra={"attempt_id": bell.attempt_id, "error": type(exc).__name__},
+                )
+
+
+@dataclass
+class RecordingPublisher:
+    """A publisher for tests of database logic that need no queue: remembers doorbells."""
+
+    published: list[Doorbell] = field(default_factory=list)
+
+    def publish(self, doorbells: Sequence[Doorbell]) -> None:
+        self.published.extend(doorbells)

@@ -1,0 +1,57 @@
+"""The Celery application: broker settings, queues and routes (DESIGN §8).
+
+Publishing needs only this (tasks are sent by name); the tasks themselves live in
+:mod:`dispatcher.worker`. Arguments are ids only, serialised as JSON.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from config.settings import Settings
+from providers.base import Channel
+
+#: One queue per channel, plus the engine and the sweep.
+QUEUES = [*(c.value for c in Channel), "engine", "sweep"]
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("cascade", broker=settings.redis_url, set_as_current=False)
+    time_limit = settings.send_time_limit
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=time_limit,
+        task_soft_time_limit=max(1.0, time_limit - 5),
+        # Far above the task time limit: Redis redelivers unacked messages after it.
+        broker_transport_options={"visibility_timeout": max(3600, int(time_limit * 10))},
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="engine",
+        task_routes={
+            **{f"send.{c.value}": {"queue": c.value} for c in Channel},
+            "sweep": {"queue": "sweep"},
+        },
+        beat_schedule={
+            "sweep": {
+                "task": "sweep",
+                "schedule": settings.sweep_interval,
+                # A sweep not run in time is superseded by the next one.
+                "options": {"queue": "sweep", "expires": max(1.0, settings.sweep_interval * 5)},
+            }
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app

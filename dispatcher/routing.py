@@ -1,0 +1,143 @@
+"""Which provider sends on which channel: priority, weights, demotion, the sandbox.
+
+``CASCADE_CHANNELS__SMS='["twilio", "smsru"]'`` lists a channel's providers in
+priority order; ``"twilio:3"`` gives a weight (weighted providers share the
+traffic; the others follow in order). A channel with no providers listed is
+served by the sandbox when it is on. Demoted providers move to the back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from dispatcher.health import ProviderHealth
+from providers import REGISTRY
+from providers.base import Channel, Provider, WebhookReceiver
+from providers.sandbox import SandboxConfig, SandboxProvider
+
+
+class RoutingError(ValueError):
+    """Provider settings are wrong; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: str
+    weight: float | None = None
+
+
+def parse_routes(channels: Mapping[Channel, list[str]]) -> dict[Channel, list[Route]]:
+    routes: dict[Channel, list[Route]] = {}
+    for channel, entries in channels.items():
+        parsed = []
+        for entry in entries:
+            name, _, weight = entry.partition(":")
+            if name not in REGISTRY:
+                known = ", ".join(sorted(REGISTRY)) or "none"
+                raise RoutingError(
+                    f"CASCADE_CHANNELS__{channel.upper()}: unknown provider {name!r} "
+                    f"(known: {known})"
+                )
+            if REGISTRY[name].channel != channel:
+                raise RoutingError(
+                    f"CASCADE_CHANNELS__{channel.upper()}: {name} serves "
+                    f"{REGISTRY[name].channel}, not {channel}"
+                )
+            try:
+                parsed.append(Route(name, float(weight) if weight else None))
+            except ValueError:
+                raise RoutingError(
+                    f"CASCADE_CHANNELS__{channel.upper()}: bad weight in {entry!r}"
+                ) from None
+        routes[channel] = parsed
+    return routes
+
+
+class Router:
+    """Builds providers once per process and orders them for each send."""
+
+    def __init__(
+        self,
+        *,
+        channels: Mapping[Channel, list[str]],
+        provider_settings: Mapping[str, Mapping[str, Any]],
+        sandbox: SandboxConfig | None,
+        client: httpx.Client,
+        health: ProviderHealth,
+    ) -> None:
+        self._routes = parse_routes(channels)
+        self._health = health
+        self._providers: dict[str, Any] = {}
+        names = {route.provider for routes in self._routes.values() for route in routes}
+        for name in sorted(names | set(provider_settings)):
+            if name not in REGISTRY:
+                raise RoutingError(f"CASCADE_PROVIDERS__{name.upper()}: unknown provider")
+            cls = REGISTRY[name]
+            try:
+                config = cls.config_model.model_validate(dict(provider_settings.get(name, {})))
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                field = "__".join(str(p).upper() for p in error["loc"])
+                raise RoutingError(
+                    f"CASCADE_PROVIDERS__{name.upper()}__{field}: {error['msg']}"
+                ) from None
+            self._providers[name] = cls(config, client)
+        self._sandbox = {c: SandboxProvider(c, sandbox) for c in Channel} if sandbox else {}
+
+    @property
+    def health(self) -> ProviderHealth:
+        return self._health
+
+    def available_channels(self) -> set[Channel]:
+        """Channels something can send on (for cascade validation)."""
+        configured = {channel for channel, routes in self._routes.items() if routes}
+        return configured | set(self._sandbox)
+
+    def candidates(
+        self, channel: Channel, recipient: str, now: datetime, seed: str
+    ) -> list[Provider]:
+        """Providers to try for one attempt, best first; demoted ones last."""
+        routes = self._routes.get(channel) or []
+        if not routes:
+            return [self._sandbox[channel]] if channel in self._sandbox else []
+        fitting = [r for r in routes if _accepts(self._providers[r.provider], recipient)]
+        ordered = _weighted_order(fitting, random.Random(seed))
+        healthy = [r for r in ordered if not self._health.demoted(r.provider, now)]
+        demoted = [r for r in ordered if r not in healthy]
+        return [self._providers[r.provider] for r in healthy + demoted]
+
+    def provider(self, name: str) -> Any:
+        return self._providers.get(name)
+
+    def receiver(self, name: str) -> WebhookReceiver | None:
+        provider = self._providers.get(name)
+        return provider if provider is not None and hasattr(provider, "handle") else None
+
+    def configured_cost(self, provider: Provider) -> float | None:
+        config = getattr(provider, "config", None) or getattr(provider, "_config", None)
+        cost = getattr(config, "cost", None)
+        return float(cost) if cost else None
+
+
+def _accepts(provider: Any, recipient: str) -> bool:
+    accepts = getattr(provider, "accepts", None)
+    return True if accepts is None else bool(accepts(recipient))
+
+
+def _weighted_order(routes: list[Route], rng: random.Random) -> list[Route]:
+    weighted = [r for r in routes if r.weight]
+    if len(weighted) < 2:
+        return routes
+    pool, first = list(weighted), []
+    while pool:
+        pick = rng.choices(pool, weights=[r.weight or 0 for r in pool])[0]
+        first.append(pick)
+        pool.remove(pick)
+    return first + [r for r in routes if not r.weight]

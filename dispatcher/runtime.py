@@ -1,0 +1,67 @@
+"""Everything one process needs, built once: settings, cascades, database, providers.
+
+Workers build it lazily in each child process (after fork), the API at startup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from sqlalchemy import Engine
+
+from config.cascades import Cascade, load_cascades
+from config.settings import Settings
+from dispatcher.db import get_engine
+from dispatcher.health import ProviderHealth
+from dispatcher.publisher import Publisher
+from dispatcher.routing import Router
+from providers.http import make_client
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    cascades: dict[str, Cascade]
+    engine: Engine
+    router: Router
+    publisher: Publisher
+    clock: Clock = utcnow
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def build_router(settings: Settings, redis_client: object | None) -> Router:
+    health = ProviderHealth(
+        redis_client,
+        threshold=settings.demote_after_failures,
+        window=settings.demote_window,
+        cooldown=settings.demote_cooldown,
+    )
+    return Router(
+        channels=settings.channels,
+        provider_settings=settings.providers,
+        sandbox=settings.sandbox.provider_config() if settings.sandbox.enabled else None,
+        client=make_client(),
+        health=health,
+    )
+
+
+def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcnow) -> Runtime:
+    """Validate providers and cascades (fail fast) and connect the database."""
+    redis_client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=2
+    )
+    router = build_router(settings, redis_client)
+    cascades = load_cascades(settings.cascades_dir, router.available_channels())
+    engine = get_engine(settings.effective_database_url)
+    return Runtime(settings, cascades, engine, router, publisher, clock)

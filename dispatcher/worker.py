@@ -1,0 +1,72 @@
+"""Celery tasks: thin. Ids in, plain functions do the work, the database keeps the state.
+
+``celery -A dispatcher.worker worker -Q push,telegram,...,engine,sweep`` runs them;
+``dispatcher worker`` does the same with the right queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery.signals import worker_process_init
+
+from config.settings import get_settings
+from dispatcher.db import dispose_all
+from dispatcher.dispatch import send_attempt
+from dispatcher.publisher import CeleryPublisher, task_name
+from dispatcher.queues import create_celery
+from dispatcher.runtime import Runtime, build_runtime
+from dispatcher.sweep import sweep
+from providers.base import Channel
+
+log = logging.getLogger(__name__)
+
+settings = get_settings()
+app = create_celery(settings)
+_runtime: dict[int, Runtime] = {}
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built on first use (after fork in prefork children)."""
+    pid = os.getpid()
+    if pid not in _runtime:
+        _runtime.clear()
+        _runtime[pid] = build_runtime(settings, CeleryPublisher(app))
+    return _runtime[pid]
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    dispose_all()
+    _runtime.clear()
+
+
+def _register_send(channel: Channel) -> None:
+    def send(attempt_id: str) -> str:
+        outcome = send_attempt(runtime(), attempt_id)
+        log.info("attempt %s: %s", attempt_id, outcome)
+        return outcome
+
+    send.__name__ = f"send_{channel.value}"
+    app.task(name=task_name(channel.value), queue=channel.value)(send)
+
+
+for _channel in Channel:
+    _register_send(_channel)
+
+
+@app.task(name="sweep", queue="sweep")
+def sweep_task() -> dict[str, int]:
+    report = sweep(runtime())
+    counts = {
+        "expired": report.expired,
+        "escalated": report.escalated,
+        "stale": report.stale,
+        "republished": report.republished,
+        "receipts": report.receipts,
+    }
+    if any(counts.values()):
+        log.info("sweep %s", counts)
+    return counts
