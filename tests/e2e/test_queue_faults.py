@@ -1,0 +1,135 @@
+"""Queue faults: duplicate Celery messages, a flushed Redis, what a message may carry,
+and the real beat driving the sweep."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from dispatcher.publisher import Doorbell, Publisher
+from dispatcher.queues import create_celery
+from dispatcher.runtime import Runtime
+from dispatcher.sweep import sweep
+from tests.e2e.conftest import ROOT, Stack, stop
+from tests.support.scenario import EMAIL, PHONE, PUSH_TOKEN, TEXT, put_customer, send, sends_for, show
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+class Twice:
+    """Rings every doorbell twice: the same Celery message delivered two times."""
+
+    def __init__(self, inner: Publisher) -> None:
+        self.inner = inner
+
+    def publish(self, doorbells: Sequence[Doorbell]) -> None:
+        self.inner.publish([bell for bell in doorbells for _ in range(2)])
+
+
+def test_same_message_twice_calls_provider_once(e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack):
+    """Two copies of send.push(attempt) race in two worker processes: one provider call."""
+    e2e_runtime.publisher = Twice(e2e_runtime.publisher)
+    put_customer(e2e_api, "c-dup")
+    nid = send(e2e_api, "c-dup")["id"]
+    attempt_id = show(e2e_api, nid)["attempts"][0]["id"]
+    wait_until(
+        lambda: stack.log.read_text().count(f"attempt {attempt_id}:") >= 2,
+        what="both copies to be processed",
+    )
+    log = stack.log.read_text()
+    assert log.count(f"attempt {attempt_id}: sent") == 1
+    assert log.count(f"attempt {attempt_id}: not_claimed") == 1
+    assert len(sends_for(stack.outbox, {attempt_id})) == 1
+
+
+def queued(client: redis.Redis, queue: str) -> list[bytes]:
+    return list(client.lrange(queue, 0, -1))
+
+
+def test_messages_carry_ids_only(e2e_api: TestClient, stack: Stack):
+    """A published task carries the attempt id and nothing personal (no phone, e-mail, text)."""
+    app = create_celery(stack.settings)
+    app.control.cancel_consumer("push", reply=True, timeout=5, limit=1)
+    try:
+        put_customer(e2e_api, "c-pii")
+        nid = send(e2e_api, "c-pii")["id"]
+        attempt_id = show(e2e_api, nid)["attempts"][0]["id"]
+        raw = queued(redis.Redis.from_url(stack.settings.redis_url), "push")
+        assert len(raw) == 1
+        for secret in (PHONE, EMAIL, TEXT, PUSH_TOKEN):
+            assert secret.encode() not in raw[0]
+        message = json.loads(raw[0])
+        args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        assert (message["headers"]["task"], args, kwargs) == ("send.push", [attempt_id], {})
+        assert message["headers"]["argsrepr"] == repr([attempt_id])
+    finally:
+        app.control.add_consumer("push", reply=True, timeout=5, limit=1)
+
+
+def test_redis_flushed_in_flight_nothing_lost(e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack):
+    """Redis loses every queued message; the sweep republishes from the database and all finish."""
+    app = create_celery(stack.settings)
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    app.control.cancel_consumer("push", reply=True, timeout=5, limit=1)
+    try:
+        ids = []
+        for n in range(3):
+            put_customer(e2e_api, f"c-flush-{n}")
+            ids.append(send(e2e_api, f"c-flush-{n}")["id"])
+        assert len(queued(client, "push")) == 3
+        client.flushdb()
+        assert queued(client, "push") == []
+    finally:
+        app.control.add_consumer("push", reply=True, timeout=5, limit=1)
+    republish = stack.settings.republish_after
+    report = sweep(e2e_runtime, now=datetime.now(UTC) + timedelta(seconds=republish + 1))
+    assert report.republished == 3
+    for step, timeout in enumerate([60, 120, 180, 240]):
+        for nid in ids:
+            wait_until(
+                lambda nid=nid: len(show(e2e_api, nid)["attempts"]) > step
+                and show(e2e_api, nid)["attempts"][step]["state"] == "sent",
+                what=f"step {step} of {nid} sent",
+            )
+        sweep(e2e_runtime, now=datetime.now(UTC) + timedelta(seconds=timeout + 1))
+    for nid in ids:
+        wait_until(lambda nid=nid: show(e2e_api, nid)["state"] == "exhausted", what="exhausted")
+        attempt_ids = {a["id"] for a in show(e2e_api, nid)["attempts"]}
+        assert [s["channel"] for s in sends_for(stack.outbox, attempt_ids)] == [
+            "push",
+            "whatsapp",
+            "email",
+            "sms",
+        ]
+
+
+def test_beat_drives_the_sweep(e2e_api: TestClient, stack: Stack, tmp_path: Path):
+    """With the real beat running, 1-second steps escalate and finish with no help from the test."""
+    with (tmp_path / "beat.log").open("ab") as handle:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "dispatcher.worker", "beat", "--loglevel", "INFO",
+             "-s", str(tmp_path / "schedule")],
+            cwd=ROOT, env=stack.env, stdout=handle, stderr=subprocess.STDOUT,
+        )
+    try:
+        put_customer(e2e_api, "c-beat")
+        nid = send(e2e_api, "c-beat", cascade="short")["id"]
+        wait_until(lambda: show(e2e_api, nid)["state"] == "exhausted", timeout=30, what="exhausted")
+    finally:
+        stop(beat)
+    view = show(e2e_api, nid)
+    assert [(a["channel"], a["state"]) for a in view["attempts"]] == [
+        ("push", "escalated"),
+        ("sms", "escalated"),
+    ]
+    assert [e["source"] for e in view["events"] if e["type"] == "escalated"] == ["sweep", "sweep"]
