@@ -119,7 +119,8 @@ def plan_steps(cascade: Cascade, profile: Profile, category: str) -> Plan:
 
 
 def _suppression(reasons: set[str]) -> str:
-    return "opted_out" if reasons == {"opted_out"} else "no_contact"
+    """``opted_out`` when the customer could be reached but said no, else ``no_contact``."""
+    return "opted_out" if "opted_out" in reasons else "no_contact"
 
 
 def reorder(

@@ -1,0 +1,116 @@
+"""Bad input gets RFC 9457 problem JSON naming the field, and never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support.scenario import PHONE, put_customer
+
+
+def problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    return dict(body)
+
+
+def fields(body: dict) -> list[str]:
+    return [e["field"] for e in body.get("errors", [])]
+
+
+def test_unknown_cascade_names_the_field(api: TestClient):
+    """An unknown cascade is a 422 on field 'cascade' listing the known ones."""
+    put_customer(api, "p1")
+    body = problem(api.post("/v1/notifications", json={"customer_id": "p1", "cascade": "nope", "content": {"text": "x"}}), 422)
+    assert fields(body) == ["cascade"]
+    assert "basic" in body["detail"]
+
+
+def test_unknown_customer_without_contacts(api: TestClient):
+    """An unknown customer with no inline contacts is a 422 on 'customer_id'."""
+    body = problem(api.post("/v1/notifications", json={"customer_id": "ghost", "cascade": "basic", "content": {"text": "x"}}), 422)
+    assert fields(body) == ["customer_id"]
+
+
+def test_inline_contacts_create_the_customer(api: TestClient):
+    """Inline contacts create an unknown customer and the notification is accepted."""
+    response = api.post(
+        "/v1/notifications",
+        json={"customer_id": "inline", "cascade": "basic", "content": {"text": "x"},
+              "contacts": [{"channel": "sms", "address": PHONE}]},
+    )
+    assert response.status_code == 202
+    assert [s["channel"] for s in response.json()["steps"]] == ["sms"]
+
+
+@pytest.mark.parametrize(
+    ("contact", "field"),
+    [
+        ({"channel": "sms", "address": "12345"}, "contacts[0].address"),
+        ({"channel": "email", "address": "not-an-email"}, "contacts[0].address"),
+        ({"channel": "push", "address": "short"}, "contacts[0].address"),
+        ({"channel": "pigeon", "address": "x"}, "contacts[0].channel"),
+    ],
+)
+def test_invalid_contact_names_the_field(api: TestClient, contact: dict, field: str):
+    """An invalid phone, e-mail, token or channel is a 422 naming contacts[i].field."""
+    body = problem(api.put("/v1/customers/p2", json={"contacts": [contact]}), 422)
+    assert fields(body) == [field]
+    assert api.get("/v1/customers/p2").status_code == 404  # nothing half-written
+
+
+def test_missing_and_wrong_auth(api: TestClient):
+    """No key or a wrong key is a 401 with WWW-Authenticate."""
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong-key-000"}, {"Authorization": "Basic x"}):
+        response = api.get("/v1/cascades", headers=headers)
+        body = problem(response, 401)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert body["title"] == "Unauthorized"
+
+
+def test_oversized_body_is_413(api: TestClient):
+    """A body over the limit is refused with 413 before it is parsed."""
+    huge = {"customer_id": "p3", "cascade": "basic", "content": {"text": "x" * 70_000}}
+    body = problem(api.post("/v1/notifications", json=huge), 413)
+    assert "limit" in body["detail"]
+
+
+def test_malformed_json_and_missing_fields(api: TestClient):
+    """Broken JSON and missing fields are 422s naming the place."""
+    body = problem(api.post("/v1/notifications", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    assert body["errors"]
+    body = problem(api.post("/v1/notifications", json={"cascade": "basic", "content": {"text": "x"}}), 422)
+    assert fields(body) == ["customer_id"]
+    body = problem(api.post("/v1/notifications", json={"customer_id": "a", "cascade": "basic"}), 422)
+    assert "content" in body["detail"]
+
+
+def test_template_missing_data_is_422(api: TestClient):
+    """A template variable the request did not supply is a 422 on 'data', nothing stored."""
+    put_customer(api, "p4")
+    body = problem(
+        api.post("/v1/notifications", json={"customer_id": "p4", "cascade": "basic", "template": "order", "data": {"order_id": 7}}),
+        422,
+    )
+    assert fields(body) == ["data"]
+    assert "status" in body["detail"]
+    assert api.get("/v1/customers/p4/history").json() == []
+
+
+def test_unknown_ids_are_404(api: TestClient):
+    """Unknown notification, customer and cascade ids are 404 problems."""
+    problem(api.get("/v1/notifications/00000000-0000-0000-0000-000000000000"), 404)
+    problem(api.get("/v1/customers/nobody"), 404)
+    problem(api.get("/v1/cascades/nope"), 404)
+    problem(api.post("/v1/webhooks/nope", content=b"{}"), 404)
+
+
+def test_bad_preferences_are_422(api: TestClient):
+    """Repeated channels in channel_order and an unknown time zone name their field."""
+    body = problem(api.put("/v1/customers/p5", json={"preferences": {"channel_order": ["sms", "sms"]}}), 422)
+    assert fields(body) == ["preferences.channel_order"]
+    body = problem(api.put("/v1/customers/p5", json={"timezone": "Mars/Olympus"}), 422)
+    assert fields(body) == ["timezone"]
