@@ -76,6 +76,11 @@ def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> s
     token = claim(rt, attempt_id, now)
     if token is None:
         return "not_claimed"
+    return deliver(rt, attempt_id, token, now)
+
+
+def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
+    """Steps 2 and 3 for an attempt this caller has claimed with ``token``."""
     with session_scope(rt.engine) as session:
         prepared = _prepare(rt, session, attempt_id, now)
     if isinstance(prepared, str):

@@ -10,6 +10,7 @@ Losing Redis loses only this advisory state, never a notification.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -71,10 +72,8 @@ class ProviderHealth:
     def succeeded(self, provider: str) -> None:
         if self._redis is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # advisory state only
             self._redis.delete(self._key("failures", provider))
-        except Exception:  # noqa: S110 - advisory state only
-            pass
 
     def demoted(self, provider: str, now: datetime) -> bool:
         """True while the provider's cool-down has not ended at ``now``."""

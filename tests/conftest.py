@@ -8,19 +8,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
+from config.cascades import load_cascades
 from config.settings import SandboxSettings, Settings
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine
 from dispatcher.migrate import upgrade
 from dispatcher.publisher import RecordingPublisher
 from dispatcher.runtime import Runtime, build_router
-from config.cascades import load_cascades
 from tests.support.clock import FakeClock
 from tests.support.services import drop_postgres_database, postgres_database, redis_server
 
@@ -28,7 +29,9 @@ TEST_KEY = "test-api-key-0123456789"
 CASCADES = Path(__file__).parent / "cascades"
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
-for _name in [n for n in os.environ if n.startswith("CASCADE_") and not n.startswith("CASCADE_TEST_")]:
+for _name in [
+    n for n in os.environ if n.startswith("CASCADE_") and not n.startswith("CASCADE_TEST_")
+]:
     del os.environ[_name]
 
 
@@ -68,7 +71,7 @@ def truncate(engine: Engine) -> None:
             connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
-                connection.execute(text(f"DELETE FROM {table}"))
+                connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our table names
 
 
 @pytest.fixture(name="db_engine")
@@ -88,8 +91,10 @@ def _clock() -> FakeClock:
     return FakeClock()
 
 
-def make_settings(database_url: str, redis_url: str, data_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+def make_settings(
+    database_url: str, redis_url: str, data_dir: Path, **overrides: object
+) -> Settings:
+    values: dict[str, Any] = {
         "database_url": database_url,
         "redis_url": redis_url,
         "cascades_dir": CASCADES,
@@ -99,7 +104,7 @@ def make_settings(database_url: str, redis_url: str, data_dir: Path, **overrides
         "sandbox": SandboxSettings(outbox=data_dir / "outbox.jsonl"),
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(name="settings")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.scenario import PHONE, put_customer
 
 
-def problem(response, status: int) -> dict:
+def problem(response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
@@ -17,21 +19,33 @@ def problem(response, status: int) -> dict:
     return dict(body)
 
 
-def fields(body: dict) -> list[str]:
+def fields(body: dict[str, Any]) -> list[str]:
     return [e["field"] for e in body.get("errors", [])]
 
 
 def test_unknown_cascade_names_the_field(api: TestClient):
     """An unknown cascade is a 422 on field 'cascade' listing the known ones."""
     put_customer(api, "p1")
-    body = problem(api.post("/v1/notifications", json={"customer_id": "p1", "cascade": "nope", "content": {"text": "x"}}), 422)
+    body = problem(
+        api.post(
+            "/v1/notifications",
+            json={"customer_id": "p1", "cascade": "nope", "content": {"text": "x"}},
+        ),
+        422,
+    )
     assert fields(body) == ["cascade"]
     assert "basic" in body["detail"]
 
 
 def test_unknown_customer_without_contacts(api: TestClient):
     """An unknown customer with no inline contacts is a 422 on 'customer_id'."""
-    body = problem(api.post("/v1/notifications", json={"customer_id": "ghost", "cascade": "basic", "content": {"text": "x"}}), 422)
+    body = problem(
+        api.post(
+            "/v1/notifications",
+            json={"customer_id": "ghost", "cascade": "basic", "content": {"text": "x"}},
+        ),
+        422,
+    )
     assert fields(body) == ["customer_id"]
 
 
@@ -39,8 +53,12 @@ def test_inline_contacts_create_the_customer(api: TestClient):
     """Inline contacts create an unknown customer and the notification is accepted."""
     response = api.post(
         "/v1/notifications",
-        json={"customer_id": "inline", "cascade": "basic", "content": {"text": "x"},
-              "contacts": [{"channel": "sms", "address": PHONE}]},
+        json={
+            "customer_id": "inline",
+            "cascade": "basic",
+            "content": {"text": "x"},
+            "contacts": [{"channel": "sms", "address": PHONE}],
+        },
     )
     assert response.status_code == 202
     assert [s["channel"] for s in response.json()["steps"]] == ["sms"]
@@ -55,7 +73,7 @@ def test_inline_contacts_create_the_customer(api: TestClient):
         ({"channel": "pigeon", "address": "x"}, "contacts[0].channel"),
     ],
 )
-def test_invalid_contact_names_the_field(api: TestClient, contact: dict, field: str):
+def test_invalid_contact_names_the_field(api: TestClient, contact: dict[str, str], field: str):
     """An invalid phone, e-mail, token or channel is a 422 naming contacts[i].field."""
     body = problem(api.put("/v1/customers/p2", json={"contacts": [contact]}), 422)
     assert fields(body) == [field]
@@ -64,7 +82,11 @@ def test_invalid_contact_names_the_field(api: TestClient, contact: dict, field: 
 
 def test_missing_and_wrong_auth(api: TestClient):
     """No key or a wrong key is a 401 with WWW-Authenticate."""
-    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong-key-000"}, {"Authorization": "Basic x"}):
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Bearer wrong-key-000"},
+        {"Authorization": "Basic x"},
+    ):
         response = api.get("/v1/cascades", headers=headers)
         body = problem(response, 401)
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -80,11 +102,20 @@ def test_oversized_body_is_413(api: TestClient):
 
 def test_malformed_json_and_missing_fields(api: TestClient):
     """Broken JSON and missing fields are 422s naming the place."""
-    body = problem(api.post("/v1/notifications", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    body = problem(
+        api.post(
+            "/v1/notifications", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        422,
+    )
     assert body["errors"]
-    body = problem(api.post("/v1/notifications", json={"cascade": "basic", "content": {"text": "x"}}), 422)
+    body = problem(
+        api.post("/v1/notifications", json={"cascade": "basic", "content": {"text": "x"}}), 422
+    )
     assert fields(body) == ["customer_id"]
-    body = problem(api.post("/v1/notifications", json={"customer_id": "a", "cascade": "basic"}), 422)
+    body = problem(
+        api.post("/v1/notifications", json={"customer_id": "a", "cascade": "basic"}), 422
+    )
     assert "content" in body["detail"]
 
 
@@ -92,7 +123,15 @@ def test_template_missing_data_is_422(api: TestClient):
     """A template variable the request did not supply is a 422 on 'data', nothing stored."""
     put_customer(api, "p4")
     body = problem(
-        api.post("/v1/notifications", json={"customer_id": "p4", "cascade": "basic", "template": "order", "data": {"order_id": 7}}),
+        api.post(
+            "/v1/notifications",
+            json={
+                "customer_id": "p4",
+                "cascade": "basic",
+                "template": "order",
+                "data": {"order_id": 7},
+            },
+        ),
         422,
     )
     assert fields(body) == ["data"]
@@ -110,7 +149,9 @@ def test_unknown_ids_are_404(api: TestClient):
 
 def test_bad_preferences_are_422(api: TestClient):
     """Repeated channels in channel_order and an unknown time zone name their field."""
-    body = problem(api.put("/v1/customers/p5", json={"preferences": {"channel_order": ["sms", "sms"]}}), 422)
+    body = problem(
+        api.put("/v1/customers/p5", json={"preferences": {"channel_order": ["sms", "sms"]}}), 422
+    )
     assert fields(body) == ["preferences.channel_order"]
     body = problem(api.put("/v1/customers/p5", json={"timezone": "Mars/Olympus"}), 422)
     assert fields(body) == ["timezone"]

@@ -15,16 +15,26 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from config.cascades import load_cascades
-from config.settings import SandboxBehaviour, SandboxSettings
+from config.settings import SandboxSettings
 from dispatcher.api.app import create_app
 from dispatcher.dispatch import send_attempt
 from dispatcher.publisher import RecordingPublisher
 from dispatcher.runtime import Runtime, build_router
 from dispatcher.sweep import sweep
 from providers.base import Channel
+from providers.sandbox import SandboxBehaviour
 from tests.conftest import AUTH, make_settings
 from tests.support.clock import FakeClock
-from tests.support.scenario import EMAIL, PHONE, PUSH_TOKEN, attempts, put_customer, receipt, send, show
+from tests.support.scenario import (
+    EMAIL,
+    PHONE,
+    PUSH_TOKEN,
+    attempts,
+    put_customer,
+    receipt,
+    send,
+    show,
+)
 
 Make = Callable[..., tuple[Runtime, TestClient]]
 
@@ -67,12 +77,20 @@ def drain(runtime: Runtime) -> list[str]:
 
 def test_not_sent_retries_with_backoff_then_fails_over_to_next_step(make: Make, clock: FakeClock):
     """A provider that never takes the message: retried with growing delays, then the next step."""
-    runtime, api = make(max_send_tries=3, retry_backoff=10, sandbox=SandboxSettings(scenarios={PUSH_TOKEN: "not_sent"}))
+    runtime, api = make(
+        max_send_tries=3,
+        retry_backoff=10,
+        sandbox=SandboxSettings(scenarios={PUSH_TOKEN: "not_sent"}),
+    )
     put_customer(api, "r1")
     nid = send(api, "r1")["id"]
     assert drain(runtime) == ["retry"]
     first = show(api, nid)["attempts"][0]
-    assert (first["state"], first["tries"], first["error_code"]) == ("pending", 1, "sandbox_not_sent")
+    assert (first["state"], first["tries"], first["error_code"]) == (
+        "pending",
+        1,
+        "sandbox_not_sent",
+    )
     sweep(runtime, now=clock.advance(9))
     assert pending_bells(runtime) == []  # not due yet: 10 s backoff
     sweep(runtime, now=clock.advance(2))
@@ -83,14 +101,17 @@ def test_not_sent_retries_with_backoff_then_fails_over_to_next_step(make: Make, 
 
 
 def test_invalid_address_marks_contact_and_escalates_now(make: Make):
-    """An unregistered push token: contact invalid, next step immediately, token never used again."""
+    """An unregistered push token: contact invalid, next step now, token never used again."""
     runtime, api = make(sandbox=SandboxSettings(scenarios={PUSH_TOKEN: "invalid"}))
     put_customer(api, "r2")
     nid = send(api, "r2")["id"]
     assert drain(runtime) == ["failed", "sent"]
     assert attempts(api, nid) == [("push", "escalated"), ("whatsapp", "sent")]
     contacts = {c["channel"]: c for c in api.get("/v1/customers/r2").json()["contacts"]}
-    assert (contacts["push"]["status"], contacts["push"]["invalid_reason"]) == ("invalid", "sandbox_invalid")
+    assert (contacts["push"]["status"], contacts["push"]["invalid_reason"]) == (
+        "invalid",
+        "sandbox_invalid",
+    )
     assert [s["channel"] for s in send(api, "r2")["steps"]] == ["whatsapp", "email", "sms"]
 
 
@@ -139,7 +160,7 @@ def test_stale_claim_becomes_unknown_not_resent(make: Make, clock: FakeClock):
 
 def test_receipt_before_sent_is_applied_after(make: Make):
     """A receipt arriving while the attempt is still 'sending' waits and is applied on 'sent'."""
-    from dispatcher.dispatch import claim
+    from dispatcher.dispatch import claim, deliver
 
     runtime, api = make()
     put_customer(api, "r6")
@@ -148,15 +169,9 @@ def test_receipt_before_sent_is_applied_after(make: Make):
     token = claim(runtime, bell, runtime.now())
     assert token is not None
     assert receipt(api, bell, "read")["outcome"] == "waiting"
-    # The worker resumes: put the claim back so send_attempt can record its own send.
-    from sqlalchemy import update
-
-    from dispatcher.models import Attempt
-
-    with runtime.engine.begin() as connection:
-        connection.execute(update(Attempt).where(Attempt.id == bell).values(state="pending"))
-    assert send_attempt(runtime, bell) == "sent"
-    assert show(api, nid)["state"] == "read"
+    assert show(api, nid)["state"] == "accepted"
+    assert deliver(runtime, bell, token, runtime.now()) == "sent"
+    assert (show(api, nid)["state"], attempts(api, nid)) == ("read", [("push", "read")])
 
 
 def test_duplicate_receipt_applied_once(make: Make):
@@ -174,7 +189,9 @@ def test_duplicate_receipt_applied_once(make: Make):
 
 def test_sandbox_simulated_read_is_applied_by_the_sweep(make: Make, clock: FakeClock):
     """Sandbox promises a read after 5 s: stored as a provider event, applied when due."""
-    behaviour = SandboxBehaviour(delivered_probability=1.0, delivered_after=2, read_probability=1.0, read_after=5)
+    behaviour = SandboxBehaviour(
+        delivered_probability=1.0, delivered_after=2, read_probability=1.0, read_after=5
+    )
     runtime, api = make(sandbox=SandboxSettings(channels={Channel.PUSH: behaviour}))
     put_customer(api, "r8")
     nid = send(api, "r8")["id"]
@@ -192,8 +209,14 @@ def test_quiet_hours_postpone_the_step(make: Make, clock: FakeClock):
 
     clock.current = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)  # 02:30 in Moscow
     runtime, api = make()
-    api.put("/v1/customers/r9", json={"timezone": "Europe/Moscow", "contacts": [{"channel": "push", "address": PUSH_TOKEN}],
-                                       "preferences": {"quiet_hours": {"start": "22:00", "end": "08:00"}}})
+    api.put(
+        "/v1/customers/r9",
+        json={
+            "timezone": "Europe/Moscow",
+            "contacts": [{"channel": "push", "address": PUSH_TOKEN}],
+            "preferences": {"quiet_hours": {"start": "22:00", "end": "08:00"}},
+        },
+    )
     nid = send(api, "r9", ttl="12h")["id"]
     assert pending_bells(runtime) == []
     first = show(api, nid)["attempts"][0]
@@ -206,17 +229,23 @@ def test_quiet_hours_postpone_the_step(make: Make, clock: FakeClock):
 
 def test_frequency_cap_suppresses(make: Make):
     """Over the customer's daily cap for a category, the notification is suppressed (202)."""
-    runtime, api = make()
+    _, api = make()
     put_customer(api, "r10", max_per_day={"transactional": 1})
     assert send(api, "r10")["state"] == "accepted"
     second = send(api, "r10")
-    assert (second["state"], second["reason"], second["steps"]) == ("suppressed", "frequency_cap", [])
+    assert (second["state"], second["reason"], second["steps"]) == (
+        "suppressed",
+        "frequency_cap",
+        [],
+    )
 
 
 def test_no_contact_left_is_suppressed(make: Make):
     """Opted out of every channel the customer has: suppressed with the reason, nothing queued."""
     runtime, api = make()
-    put_customer(api, "r11", contacts=[{"channel": "email", "address": EMAIL}], opt_out_channels=["email"])
+    put_customer(
+        api, "r11", contacts=[{"channel": "email", "address": EMAIL}], opt_out_channels=["email"]
+    )
     accepted = send(api, "r11")
     assert (accepted["state"], accepted["reason"]) == ("suppressed", "opted_out")
     assert pending_bells(runtime) == []

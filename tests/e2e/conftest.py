@@ -55,10 +55,29 @@ def worker_env(settings: Settings, outbox: Path) -> dict[str, str]:
 def start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "dispatcher.worker", "worker",
-             "-Q", ",".join(QUEUES), "-c", "2", "--pool", "prefork", "-E",
-             "-n", f"{name}@%h", "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dispatcher.worker",
+                "worker",
+                "-Q",
+                ",".join(QUEUES),
+                "-c",
+                "2",
+                "--pool",
+                "prefork",
+                "-E",
+                "-n",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -87,7 +106,9 @@ def stack(
     database_url: str, redis_base: str, backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp(f"e2e-{backend}")
-    settings = make_settings(database_url, f"{redis_base}/{13 if backend == 'sqlite' else 14}", data)
+    settings = make_settings(
+        database_url, f"{redis_base}/{13 if backend == 'sqlite' else 14}", data
+    )
     outbox = data / "outbox.jsonl"
     env = worker_env(settings, outbox)
     redis.Redis.from_url(settings.redis_url).flushdb()

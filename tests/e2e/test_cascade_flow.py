@@ -48,18 +48,25 @@ def attempt_ids(api: TestClient, nid: str) -> set[str]:
     return {a["id"] for a in show(api, nid)["attempts"]}
 
 
-def test_push_read_in_time_sends_nothing_else(e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack):
+def test_push_read_in_time_sends_nothing_else(
+    e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
+):
     """Push read within its timeout: the notification is read and nothing else is ever sent."""
     put_customer(e2e_api, "c-read")
     nid = send(e2e_api, "c-read")["id"]
     push = wait_state(e2e_api, nid, 0, "sent")
-    assert receipt(e2e_api, str(push["id"]), "read") == {"outcome": "finished", "notification_state": "read"}
+    assert receipt(e2e_api, str(push["id"]), "read") == {
+        "outcome": "finished",
+        "notification_state": "read",
+    }
     sweep(e2e_runtime, now=later(3600 - 1))
     assert attempts(e2e_api, nid) == [("push", "read")]
     assert [s["channel"] for s in sends_for(stack.outbox, attempt_ids(e2e_api, nid))] == ["push"]
 
 
-def test_messenger_read_means_no_email_and_no_sms(e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack):
+def test_messenger_read_means_no_email_and_no_sms(
+    e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
+):
     """Push unread, WhatsApp read: the cascade stops before e-mail and SMS."""
     put_customer(e2e_api, "c-msg")
     nid = send(e2e_api, "c-msg")["id"]
@@ -160,7 +167,9 @@ def test_late_push_receipt_finishes_after_messenger_was_sent(
     ]
 
 
-def test_ttl_passes_no_more_sends_and_expired(e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack):
+def test_ttl_passes_no_more_sends_and_expired(
+    e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
+):
     """After the TTL nothing more is sent and the notification is expired."""
     put_customer(e2e_api, "c-ttl")
     nid = send(e2e_api, "c-ttl", ttl="90s")["id"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,16 @@ from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
 from tests.e2e.conftest import ROOT, Stack, stop
-from tests.support.scenario import EMAIL, PHONE, PUSH_TOKEN, TEXT, put_customer, send, sends_for, show
+from tests.support.scenario import (
+    EMAIL,
+    PHONE,
+    PUSH_TOKEN,
+    TEXT,
+    put_customer,
+    send,
+    sends_for,
+    show,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +46,9 @@ class Twice:
         self.inner.publish([bell for bell in doorbells for _ in range(2)])
 
 
-def test_same_message_twice_calls_provider_once(e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack):
+def test_same_message_twice_calls_provider_once(
+    e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
+):
     """Two copies of send.push(attempt) race in two worker processes: one provider call."""
     e2e_runtime.publisher = Twice(e2e_runtime.publisher)
     put_customer(e2e_api, "c-dup")
@@ -53,7 +65,9 @@ def test_same_message_twice_calls_provider_once(e2e_api: TestClient, e2e_runtime
 
 
 def queued(client: redis.Redis, queue: str) -> list[bytes]:
-    return list(client.lrange(queue, 0, -1))
+    return [
+        item.encode() if isinstance(item, str) else item for item in client.lrange(queue, 0, -1)
+    ]
 
 
 def test_messages_carry_ids_only(e2e_api: TestClient, stack: Stack):
@@ -76,7 +90,18 @@ def test_messages_carry_ids_only(e2e_api: TestClient, stack: Stack):
         app.control.add_consumer("push", reply=True, timeout=5, limit=1)
 
 
-def test_redis_flushed_in_flight_nothing_lost(e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack):
+def step_sent(api: TestClient, nid: str, step: int) -> bool:
+    found = show(api, nid)["attempts"]
+    return len(found) > step and found[step]["state"] == "sent"
+
+
+def in_state(api: TestClient, nid: str, state: str) -> bool:
+    return bool(show(api, nid)["state"] == state)
+
+
+def test_redis_flushed_in_flight_nothing_lost(
+    e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
+):
     """Redis loses every queued message; the sweep republishes from the database and all finish."""
     app = create_celery(stack.settings)
     client = redis.Redis.from_url(stack.settings.redis_url)
@@ -96,14 +121,10 @@ def test_redis_flushed_in_flight_nothing_lost(e2e_api: TestClient, e2e_runtime: 
     assert report.republished == 3
     for step, timeout in enumerate([60, 120, 180, 240]):
         for nid in ids:
-            wait_until(
-                lambda nid=nid: len(show(e2e_api, nid)["attempts"]) > step
-                and show(e2e_api, nid)["attempts"][step]["state"] == "sent",
-                what=f"step {step} of {nid} sent",
-            )
+            wait_until(partial(step_sent, e2e_api, nid, step), what=f"step {step} of {nid} sent")
         sweep(e2e_runtime, now=datetime.now(UTC) + timedelta(seconds=timeout + 1))
     for nid in ids:
-        wait_until(lambda nid=nid: show(e2e_api, nid)["state"] == "exhausted", what="exhausted")
+        wait_until(partial(in_state, e2e_api, nid, "exhausted"), what="exhausted")
         attempt_ids = {a["id"] for a in show(e2e_api, nid)["attempts"]}
         assert [s["channel"] for s in sends_for(stack.outbox, attempt_ids)] == [
             "push",
@@ -117,9 +138,22 @@ def test_beat_drives_the_sweep(e2e_api: TestClient, stack: Stack, tmp_path: Path
     """With the real beat running, 1-second steps escalate and finish with no help from the test."""
     with (tmp_path / "beat.log").open("ab") as handle:
         beat = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "dispatcher.worker", "beat", "--loglevel", "INFO",
-             "-s", str(tmp_path / "schedule")],
-            cwd=ROOT, env=stack.env, stdout=handle, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dispatcher.worker",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(tmp_path / "schedule"),
+            ],
+            cwd=ROOT,
+            env=stack.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
     try:
         put_customer(e2e_api, "c-beat")

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path):
-    """No Redis at the configured URL: an embedded one starts, the cascade runs, Ctrl-C stops all."""
+    """No Redis at the URL: an embedded one starts, the cascade runs, Ctrl-C stops all."""
     api_port, flower_port, dead_redis = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
     env.update(
@@ -39,19 +39,35 @@ def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path):
     with log.open("ab") as handle:
         up = subprocess.Popen(
             [sys.executable, "-m", "dispatcher.cli", "up"],
-            cwd=tmp_path, env=env, stdout=handle, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
-    api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {TEST_KEY}"})
+    api = httpx.Client(
+        base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {TEST_KEY}"}
+    )
     try:
         health = wait_until(lambda: _get(api, "/healthz"), timeout=60, what="the API")
         assert health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
         assert "started a private one" in log.read_text()
-        flower = wait_until(lambda: _get(httpx, f"http://127.0.0.1:{flower_port}/"), timeout=60, what="Flower")
+        flower = wait_until(
+            lambda: _get(httpx, f"http://127.0.0.1:{flower_port}/"), timeout=60, what="Flower"
+        )
         assert "Flower" in flower.text
-        api.put("/v1/customers/u1", json={"contacts": [
-            {"channel": "push", "address": PUSH_TOKEN}, {"channel": "sms", "address": PHONE}]})
-        nid = api.post("/v1/notifications", json={"customer_id": "u1", "cascade": "short",
-                                                   "content": {"text": "hi"}}).json()["id"]
+        api.put(
+            "/v1/customers/u1",
+            json={
+                "contacts": [
+                    {"channel": "push", "address": PUSH_TOKEN},
+                    {"channel": "sms", "address": PHONE},
+                ]
+            },
+        )
+        nid = api.post(
+            "/v1/notifications",
+            json={"customer_id": "u1", "cascade": "short", "content": {"text": "hi"}},
+        ).json()["id"]
         done = wait_until(
             lambda: (r := api.get(f"/v1/notifications/{nid}").json())["state"] == "exhausted" and r,
             timeout=60,

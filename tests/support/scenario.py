@@ -29,14 +29,21 @@ def put_customer(
 ) -> dict[str, Any]:
     response = api.put(
         f"/v1/customers/{customer_id}",
-        json={"contacts": ALL_CONTACTS if contacts is None else contacts, "preferences": preferences},
+        json={
+            "contacts": ALL_CONTACTS if contacts is None else contacts,
+            "preferences": preferences,
+        },
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
 
 def send(api: TestClient, customer_id: str, cascade: str = "basic", **extra: Any) -> dict[str, Any]:
-    body = {"customer_id": customer_id, "cascade": cascade, "content": {"title": "Parcel", "text": TEXT}}
+    body = {
+        "customer_id": customer_id,
+        "cascade": cascade,
+        "content": {"title": "Parcel", "text": TEXT},
+    }
     body.update(extra)
     response = api.post("/v1/notifications", json=body)
     assert response.status_code == 202, response.text
