@@ -184,7 +184,7 @@ def main() -> None:
             if url is None:
                 rows.append((backend, "unavailable", "", ""))
                 continue
-            settings = Settings(  # type: ignore[call-arg]
+            settings = Settings(
                 _env_file=None,
                 database_url=url,
                 redis_url=REDIS,
