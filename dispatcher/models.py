@@ -155,7 +155,7 @@ class ProviderEvent(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("provider", "event_id"),
-        Index("ix_provider_event_pending", "applied_at", "apply_after"),
+        Index("ix_provider_event_pending", "applied_at", "next_check_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -171,6 +171,7 @@ class ProviderEvent(SQLModel, table=True):
     occurred_at: datetime | None = utc_column()
     received_at: datetime = utc_column(nullable=False)
     apply_after: datetime = utc_column(nullable=False)
+    next_check_at: datetime | None = utc_column()  #: the sweep's next look at a waiting event
     applied_at: datetime | None = utc_column()
     attempt_id: str | None = Field(default=None, max_length=36)
     outcome: str | None = Field(default=None, max_length=32)

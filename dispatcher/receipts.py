@@ -26,6 +26,8 @@ from providers.base import ReceiptEvent, ReceiptKind, SendResult, Signal
 
 #: An event still unmatched after this long is given up on.
 UNMATCHED_AFTER = timedelta(days=2)
+#: How often the sweep looks again at an event waiting for its attempt.
+RECHECK_EVERY = timedelta(seconds=30)
 
 _UPGRADES: dict[ReceiptKind, set[AttemptState]] = {
     ReceiptKind.SENT: {AttemptState.UNKNOWN},
@@ -51,7 +53,7 @@ def store(
         event_id=event.event_id[:255],
         kind=event.kind.value,
         provider_message_id=event.provider_message_id,
-        reference=(event.reference or None) and event.reference[:64],
+        reference=event.reference[:64] if event.reference else None,
         recipient=event.recipient,
         read_up_to=event.read_up_to,
         invalid_address=event.invalid_address,
@@ -59,6 +61,7 @@ def store(
         occurred_at=event.occurred_at,
         received_at=now,
         apply_after=apply_after or now,
+        next_check_at=apply_after or now,
     )
     try:
         with session.begin_nested():
@@ -128,9 +131,14 @@ def apply(session: Session, event: ProviderEvent, now: datetime, bells: list[Doo
     if not attempts:
         if now - event.received_at > UNMATCHED_AFTER:
             _close(event, now, "unmatched")
+        else:
+            event.next_check_at = now + RECHECK_EVERY
+        session.add(event)
         return "waiting"
     if any(a.state in (AttemptState.PENDING, AttemptState.SENDING) for a in attempts):
-        return "waiting"  # applied once the send is recorded
+        event.next_check_at = now + RECHECK_EVERY  # applied as soon as the send is recorded
+        session.add(event)
+        return "waiting"
     outcome = "ignored"
     for attempt in attempts:
         outcome = _apply_to(session, event, attempt, now, bells)

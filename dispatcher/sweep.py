@@ -169,8 +169,8 @@ def _due_receipts(session: Session, now: datetime, batch: int, bells: list[Doorb
     rows = session.exec(
         _locked(
             select(ProviderEvent)
-            .where(col(ProviderEvent.applied_at).is_(None), col(ProviderEvent.apply_after) <= now)
-            .order_by(col(ProviderEvent.apply_after)),
+            .where(col(ProviderEvent.applied_at).is_(None), col(ProviderEvent.next_check_at) <= now)
+            .order_by(col(ProviderEvent.next_check_at)),
             batch,
         )
     ).all()

@@ -261,3 +261,36 @@ def test_cancel_stops_everything_not_sent(make: Make, clock: FakeClock):
     assert send_attempt(runtime, bell) == "not_claimed"
     assert attempts(api, nid) == [("push", "cancelled")]
     assert api.post(f"/v1/notifications/{nid}/cancel").status_code == 409
+
+
+def test_unmatched_receipt_rechecked_sparingly_then_given_up(make: Make, clock: FakeClock):
+    """A receipt for no known message waits, is looked at every 30 s, and is closed after 2 days."""
+    from sqlmodel import Session
+
+    from dispatcher.models import ProviderEvent
+    from dispatcher.receipts import ingest
+    from providers.base import ReceiptEvent, ReceiptKind
+
+    runtime, _ = make()
+    stray = ReceiptEvent(
+        provider="sandbox", event_id="e1", kind=ReceiptKind.READ, provider_message_id="nope"
+    )
+    with Session(runtime.engine) as session:
+        assert ingest(session, [stray], clock(), []) == ["waiting"]
+        session.commit()
+    assert sweep(runtime, now=clock.advance(10)).receipts == 0
+
+    def row() -> ProviderEvent:
+        with Session(runtime.engine) as session:
+            found = session.get(ProviderEvent, 1)
+            assert found is not None
+            return found
+
+    first_check = row().next_check_at
+    assert first_check is not None
+    sweep(runtime, now=clock.advance(25))  # 35 s after receipt: looked at again, still waiting
+    second_check = row().next_check_at
+    assert second_check is not None
+    assert second_check > first_check
+    sweep(runtime, now=clock.advance(2 * 86400))
+    assert (row().outcome, row().applied_at is not None) == ("unmatched", True)

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 7d986dc2eaa1
+Revision ID: 72c02006f8ea
 Revises:
-Create Date: 2026-11-24 11:17:48.130625
+Create Date: 2026-11-24 11:28:06.817945
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 
 import dispatcher.models
 
-revision: str = "7d986dc2eaa1"
+revision: str = "72c02006f8ea"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -103,6 +103,7 @@ def upgrade() -> None:
         sa.Column("occurred_at", dispatcher.models.UTCDateTime(), nullable=True),
         sa.Column("received_at", dispatcher.models.UTCDateTime(), nullable=False),
         sa.Column("apply_after", dispatcher.models.UTCDateTime(), nullable=False),
+        sa.Column("next_check_at", dispatcher.models.UTCDateTime(), nullable=True),
         sa.Column("applied_at", dispatcher.models.UTCDateTime(), nullable=True),
         sa.Column("attempt_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
@@ -111,7 +112,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("providerevent", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_provider_event_pending", ["applied_at", "apply_after"], unique=False
+            "ix_provider_event_pending", ["applied_at", "next_check_at"], unique=False
         )
 
     op.create_table(
