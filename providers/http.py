@@ -47,6 +47,8 @@ def map_http_errors(provider: str) -> Iterator[None]:
     """Translate httpx transport exceptions into the provider error tree."""
     try:
         yield
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise ProviderConfigError(f"{provider}: bad base_url ({type(exc).__name__})") from exc
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise NotSentError(f"{provider}: could not connect ({type(exc).__name__})") from exc
     except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError) as exc:
@@ -112,6 +114,6 @@ def quick_retry(
     return retry(
         retry=retry_if_exception(_short_retry_after),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=0.1, max=max_wait),
+        wait=wait_exponential_jitter(multiplier=0.1, max=max_wait, jitter=0.1),
         reraise=True,
     )

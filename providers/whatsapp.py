@@ -1,0 +1,236 @@
+"""WhatsApp Business Cloud API: send text or template messages, receive statuses.
+
+A 200 from ``/messages`` only means Meta accepted the request; delivery, read
+and most recipient failures arrive later as ``statuses`` webhooks signed with
+``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``. Errors
+are classified on Graph's ``error.code``, as Meta recommends, and only then on
+the HTTP status. Our attempt reference travels as ``biz_opaque_callback_data``,
+which Meta echoes in the status webhooks.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import SecretStr
+
+from providers._messaging import (
+    as_id,
+    from_unix,
+    hmac_sha256_hex,
+    json_object,
+    request_timeout,
+    secret_matches,
+)
+from providers.base import (
+    Channel,
+    Message,
+    ProviderConfig,
+    ReceiptEvent,
+    ReceiptKind,
+    SendResult,
+    WebhookReply,
+    WebhookRequest,
+)
+from providers.errors import (
+    InvalidAddressError,
+    NotSentError,
+    ProviderConfigError,
+    ProviderError,
+    RejectedError,
+    UnknownOutcomeError,
+    WebhookSignatureError,
+)
+from providers.http import (
+    map_http_errors,
+    quick_retry,
+    raise_for_status_class,
+    retry_after_seconds,
+)
+
+SIGNATURE_HEADER = "x-hub-signature-256"
+
+#: Graph error codes by what the dispatcher does next (PROVIDERS.md §5).
+NOT_SENT_CODES = frozenset({2, 4, 80007, 130429, 131056, 133004})
+UNKNOWN_CODES = frozenset({1, 131000})
+INVALID_ADDRESS_CODES = frozenset({131026})
+REJECTED_CODES = frozenset({131021, 131047, 131049, 131050})
+CONFIG_CODES = frozenset(
+    {0, 10, 100, 190, 368, 131008, 131009, 131030, 131031, 131042, 131048, 131051, 133010}
+    | {132000, 132001, 132005, 132007, 132012, 132015, 132016}
+    | set(range(200, 300))
+)
+_KINDS = {
+    "sent": ReceiptKind.SENT,
+    "delivered": ReceiptKind.DELIVERED,
+    "read": ReceiptKind.READ,
+    "failed": ReceiptKind.FAILED,
+}
+
+
+class WhatsAppConfig(ProviderConfig):
+    """Cloud API credentials and webhook secrets."""
+
+    base_url: str = "https://graph.facebook.com"
+    api_version: str = "21.0"  #: Graph version, the path is ``/v{api_version}/...``
+    phone_number_id: str
+    access_token: SecretStr
+    app_secret: SecretStr | None = None  #: signs the webhooks
+    verify_token: SecretStr | None = None  #: our ``hub.verify_token`` for the GET handshake
+
+
+class WhatsAppProvider:
+    """Sends WhatsApp messages through Meta's Cloud API."""
+
+    name: ClassVar[str] = "whatsapp"
+    channel: ClassVar[Channel] = Channel.WHATSAPP
+    config_model: ClassVar[type[ProviderConfig]] = WhatsAppConfig
+
+    def __init__(self, config: WhatsAppConfig, client: httpx.Client) -> None:
+        self.config = config
+        self._client = client
+        self._timeout = request_timeout(config.timeout)
+
+    def send(self, message: Message) -> SendResult:
+        """Send a template message if ``message.template`` is set, else a text message."""
+        return self._post(payload(message))
+
+    @quick_retry()
+    def _post(self, body: dict[str, Any]) -> SendResult:
+        config = self.config
+        url = (
+            f"{config.base_url.rstrip('/')}/v{config.api_version}/{config.phone_number_id}/messages"
+        )
+        headers = {"Authorization": f"Bearer {config.access_token.get_secret_value()}"}
+        with map_http_errors(self.name):
+            response = self._client.post(url, json=body, headers=headers, timeout=self._timeout)
+        answer = json_object(response.content)
+        error = answer.get("error") if answer else None
+        if isinstance(error, dict):
+            raise _graph_error(error, response, template="template" in body)
+        raise_for_status_class(self.name, response)
+        messages = answer.get("messages") if answer else None
+        first = messages[0] if isinstance(messages, list) and messages else None
+        message_id = as_id(first.get("id")) if isinstance(first, dict) else None
+        if message_id is None:
+            raise UnknownOutcomeError(f"whatsapp: no message id (HTTP {response.status_code})")
+        return SendResult(provider_message_id=message_id)
+
+    def handle(self, request: WebhookRequest) -> WebhookReply:
+        """Answer the ``hub.challenge`` handshake, or verify and parse ``statuses``."""
+        if request.method.upper() == "GET":
+            return self._handshake(request)
+        self._verify(request)
+        update = json_object(request.body)
+        if update is None:
+            return WebhookReply(status_code=400, body="not a JSON object")
+        return WebhookReply(events=tuple(self._events(update)))
+
+    def _handshake(self, request: WebhookRequest) -> WebhookReply:
+        mode = request.query.get("hub.mode")
+        token = request.query.get("hub.verify_token")
+        if mode != "subscribe" or not secret_matches(token, self.config.verify_token):
+            raise WebhookSignatureError("whatsapp: wrong verify token", status_code=403)
+        return WebhookReply(body=request.query.get("hub.challenge", ""))
+
+    def _verify(self, request: WebhookRequest) -> None:
+        given = request.headers.get(SIGNATURE_HEADER)
+        if not given:
+            raise WebhookSignatureError("whatsapp: missing signature", status_code=401)
+        secret = self.config.app_secret
+        if secret is None:
+            raise WebhookSignatureError("whatsapp: no app secret configured", status_code=403)
+        expected = "sha256=" + hmac_sha256_hex(secret, request.body)
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise WebhookSignatureError("whatsapp: wrong signature", status_code=403)
+
+    def _events(self, update: dict[str, Any]) -> Iterator[ReceiptEvent]:
+        for status in _statuses(update):
+            kind = _KINDS.get(str(status.get("status")))
+            message_id = as_id(status.get("id"))
+            if kind is None or message_id is None:
+                continue
+            timestamp = status.get("timestamp")
+            errors = status.get("errors")
+            first = errors[0] if isinstance(errors, list) and errors else {}
+            code = first.get("code") if isinstance(first, dict) else None
+            reference = status.get("biz_opaque_callback_data")
+            yield ReceiptEvent(
+                provider=self.name,
+                event_id=f"{message_id}:{kind.value}:{timestamp}",
+                kind=kind,
+                provider_message_id=message_id,
+                reference=reference if isinstance(reference, str) and reference else None,
+                recipient=as_id(status.get("recipient_id")),
+                occurred_at=from_unix(timestamp),
+                error_code=str(code) if kind is ReceiptKind.FAILED and code is not None else None,
+                invalid_address=kind is ReceiptKind.FAILED and code in INVALID_ADDRESS_CODES,
+            )
+
+
+def payload(message: Message) -> dict[str, Any]:
+    """The ``/messages`` JSON body for one message."""
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": message.recipient.removeprefix("+"),
+    }
+    template = message.template
+    if template is None:
+        body["type"] = "text"
+        body["text"] = {"preview_url": False, "body": message.text}
+    else:
+        spec: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+        if template.params:
+            parameters = [{"type": "text", "text": value} for value in template.params]
+            spec["components"] = [{"type": "body", "parameters": parameters}]
+        body["type"] = "template"
+        body["template"] = spec
+    body["biz_opaque_callback_data"] = message.reference
+    return body
+
+
+def _graph_error(
+    error: dict[str, Any], response: httpx.Response, *, template: bool
+) -> ProviderError:
+    """The provider error for a Graph ``error`` object (classified on ``error.code``)."""
+    raw = error.get("code")
+    code = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+    label = str(code if code is not None else response.status_code)
+    title = f"whatsapp: Graph error {label}"
+    if code in NOT_SENT_CODES or response.status_code == 429:
+        return NotSentError(
+            f"{title} (throttled or unavailable)",
+            code=label,
+            retry_after=retry_after_seconds(response),
+        )
+    if code in UNKNOWN_CODES:
+        return UnknownOutcomeError(f"{title} (may have been processed)", code=label)
+    if code in INVALID_ADDRESS_CODES:
+        return InvalidAddressError(f"{title} (recipient cannot be reached)", code=label)
+    if code == 131047 and template:
+        return ProviderConfigError(f"{title} (template refused as re-engagement)", code=label)
+    if code in REJECTED_CODES:
+        return RejectedError(f"{title} (message refused)", code=label)
+    if code in CONFIG_CODES:
+        return ProviderConfigError(f"{title} (credentials, account or template)", code=label)
+    try:
+        raise_for_status_class("whatsapp", response, code=label)
+    except ProviderError as exc:
+        return exc
+    return UnknownOutcomeError(f"{title} (HTTP {response.status_code})", code=label)
+
+
+def _statuses(update: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    entries = update.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        for change in changes if isinstance(changes, list) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            statuses = value.get("statuses") if isinstance(value, dict) else None
+            for status in statuses if isinstance(statuses, list) else []:
+                if isinstance(status, dict):
+                    yield status
