@@ -71,6 +71,7 @@ class Router:
         sandbox: SandboxConfig | None,
         client: httpx.Client,
         health: ProviderHealth,
+        public_url: str = "",
     ) -> None:
         self._routes = parse_routes(channels)
         self._health = health
@@ -80,8 +81,14 @@ class Router:
             if name not in REGISTRY:
                 raise RoutingError(f"CASCADE_PROVIDERS__{name.upper()}: unknown provider")
             cls = REGISTRY[name]
+            raw = dict(provider_settings.get(name, {}))
+            if "status_callback_url" in cls.config_model.model_fields and public_url:
+                # Providers told per message where to call back default to our webhook.
+                raw.setdefault(
+                    "status_callback_url", f"{public_url.rstrip('/')}/v1/webhooks/{name}"
+                )
             try:
-                config = cls.config_model.model_validate(dict(provider_settings.get(name, {})))
+                config = cls.config_model.model_validate(raw)
             except ValidationError as exc:
                 error = exc.errors()[0]
                 field = "__".join(str(p).upper() for p in error["loc"])

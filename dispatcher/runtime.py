@@ -53,6 +53,7 @@ def build_router(settings: Settings, redis_client: object | None) -> Router:
         sandbox=settings.sandbox.provider_config() if settings.sandbox.enabled else None,
         client=make_client(),
         health=health,
+        public_url=settings.public_url,
     )
 
 

@@ -134,6 +134,7 @@ class AttemptOut(BaseModel):
     step: int
     channel: str
     provider: str | None
+    provider_message_id: str | None
     state: str
     tries: int
     cost: float

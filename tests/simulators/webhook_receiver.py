@@ -2,14 +2,15 @@
 
 Simulators POST signed callbacks to ``<base>/webhook`` of this app over real
 HTTP; it converts each request into a :class:`WebhookRequest` (exact raw body,
-lower-case headers) the way the dispatcher's webhook route does, and records the
-replies, so tests see exactly what production code would.
+lower-case headers, parsed form fields) the way the dispatcher's webhook route
+does, and records the replies, so tests see exactly what production code would.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,12 +38,17 @@ def create_receiver(receiver: WebhookReceiver) -> tuple[Starlette, Received]:
     received = Received()
 
     async def webhook(request: Request) -> Response:
+        body = await request.body()
+        form: dict[str, list[str]] = {}
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         incoming = WebhookRequest(
             method=request.method,
             url=str(request.url),
             headers={k.lower(): v for k, v in request.headers.items()},
             query=dict(request.query_params),
-            body=await request.body(),
+            body=body,
+            form=form,
             received_at=datetime.now(UTC),
         )
         try:
