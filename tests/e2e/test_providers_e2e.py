@@ -12,13 +12,14 @@ import pytest
 
 from dispatcher.migrate import upgrade
 from tests.e2e.world import World, world
-from tests.simulators import fcm, mailgun, telegram, viber, vk, webpush, whatsapp
+from tests.simulators import fcm, mailgun, smsru, telegram, twilio, viber, vk, webpush, whatsapp
 from tests.simulators.server import serve
 from tests.simulators.smtp import SmtpSim
 from tests.support.scenario import PHONE
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(name="db")
 def _db(tmp_path: Path) -> str:
@@ -33,7 +34,9 @@ def _redis_url(redis_base: str) -> str:
     return f"{redis_base}/10"
 
 
-def make_world(db: str, redis_url: str, tmp_path: Path, channel: str, name: str, config: dict[str, Any]):
+def make_world(
+    db: str, redis_url: str, tmp_path: Path, channel: str, name: str, config: dict[str, Any]
+):
     return world(
         database_url=db,
         redis_url=redis_url,
@@ -48,7 +51,11 @@ def notify(w: World, customer: str, contacts: list[dict[str, str]]) -> str:
     assert response.status_code == 200, response.text
     response = w.api.post(
         "/v1/notifications",
-        json={"customer_id": customer, "cascade": "basic", "content": {"title": "Parcel", "text": "At the door"}},
+        json={
+            "customer_id": customer,
+            "cascade": "basic",
+            "content": {"title": "Parcel", "text": "At the door"},
+        },
     )
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
@@ -57,7 +64,11 @@ def notify(w: World, customer: str, contacts: list[dict[str, str]]) -> str:
 def sent_attempt(w: World, nid: str) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         attempts = w.show(nid)["attempts"]
-        return dict(attempts[0]) if attempts and attempts[0]["state"] not in ("pending", "sending") else None
+        return (
+            dict(attempts[0])
+            if attempts and attempts[0]["state"] not in ("pending", "sending")
+            else None
+        )
 
     attempt = wait_until(probe, what="the first attempt to be sent")
     assert attempt["state"] == "sent", attempt
@@ -77,7 +88,8 @@ def callback(sim_url: str, **body: Any) -> None:
 def app_confirms(w: World, data: dict[str, str]) -> None:
     """The app on the device calls ack_url with the receipt token it got in the push."""
     response = httpx.post(
-        data["ack_url"], json={"attempt_id": data["attempt_id"], "status": "read", "token": data["receipt_token"]}
+        data["ack_url"],
+        json={"attempt_id": data["attempt_id"], "status": "read", "token": data["receipt_token"]},
     )
     assert response.status_code == 200, response.text
 
@@ -87,7 +99,10 @@ def test_fcm_push_read_confirmed_by_the_app(db: str, redis_url: str, tmp_path: P
     account = fcm.make_service_account()
     sim = fcm.create_app(account)
     with serve(sim) as url:
-        config = {"base_url": url, "service_account_json": account.key_json(token_uri=f"{url}/token")}
+        config = {
+            "base_url": url,
+            "service_account_json": account.key_json(token_uri=f"{url}/token"),
+        }
         with make_world(db, redis_url, tmp_path, "push", "fcm", config) as w:
             nid = notify(w, "f1", [{"channel": "push", "address": "device-" + "x" * 40}])
             attempt = sent_attempt(w, nid)
@@ -109,7 +124,11 @@ def test_webpush_read_confirmed_by_the_service_worker(db: str, redis_url: str, t
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
     sim = webpush.create_app()
     with serve(sim) as url:
-        config = {"vapid_private_key": pem, "vapid_subject": "mailto:ops@example.test", "allow_insecure_endpoints": True}
+        config = {
+            "vapid_private_key": pem,
+            "vapid_subject": "mailto:ops@example.test",
+            "allow_insecure_endpoints": True,
+        }
         with make_world(db, redis_url, tmp_path, "push", "webpush", config) as w:
             subscription = sim.webpush.subscribe(url, "browser-1").as_json()
             nid = notify(w, "w1", [{"channel": "push", "address": subscription}])
@@ -120,7 +139,9 @@ def test_webpush_read_confirmed_by_the_service_worker(db: str, redis_url: str, t
             assert finished(w, nid, "read")["attempts"][0]["id"] == attempt["id"]
 
 
-def test_telegram_sent_finishes_and_button_press_is_recorded(db: str, redis_url: str, tmp_path: Path):
+def test_telegram_sent_finishes_and_button_press_is_recorded(
+    db: str, redis_url: str, tmp_path: Path
+):
     """Telegram: accepted = sent (its step waits for 'sent'); the ack button press is a read."""
     sim = telegram.create_app()
     with serve(sim) as url:
@@ -129,8 +150,12 @@ def test_telegram_sent_finishes_and_button_press_is_recorded(db: str, redis_url:
             nid = notify(w, "t1", [{"channel": "telegram", "address": "123456789"}])
             view = finished(w, nid, "sent")
             assert view["attempts"][0]["provider"] == "telegram"
-            callback(url, url=w.webhook("telegram"), message_id=view["attempts"][0]["provider_message_id"],
-                     secret="tg-secret-123")
+            callback(
+                url,
+                url=w.webhook("telegram"),
+                message_id=view["attempts"][0]["provider_message_id"],
+                secret="tg-secret-123",
+            )
             read = wait_until(lambda: w.show(nid)["attempts"][0]["read_at"], what="read_at")
             assert read
 
@@ -138,17 +163,45 @@ def test_telegram_sent_finishes_and_button_press_is_recorded(db: str, redis_url:
 @pytest.mark.parametrize(
     ("name", "sim_module", "address", "config_of"),
     [
-        ("whatsapp", whatsapp, PHONE, lambda url: {
-            "base_url": url, "phone_number_id": whatsapp.PHONE_NUMBER_ID,
-            "access_token": whatsapp.ACCESS_TOKEN, "app_secret": whatsapp.APP_SECRET}),
-        ("viber", viber, "01234567890A=", lambda url: {"base_url": url, "auth_token": viber.AUTH_TOKEN}),
-        ("vk", vk, "5550001", lambda url: {
-            "base_url": url, "access_token": vk.ACCESS_TOKEN, "secret": vk.SECRET,
-            "group_id": vk.GROUP_ID, "confirmation_code": "confirm-me"}),
+        (
+            "whatsapp",
+            whatsapp,
+            PHONE,
+            lambda url: {
+                "base_url": url,
+                "phone_number_id": whatsapp.PHONE_NUMBER_ID,
+                "access_token": whatsapp.ACCESS_TOKEN,
+                "app_secret": whatsapp.APP_SECRET,
+            },
+        ),
+        (
+            "viber",
+            viber,
+            "01234567890A=",
+            lambda url: {"base_url": url, "auth_token": viber.AUTH_TOKEN},
+        ),
+        (
+            "vk",
+            vk,
+            "5550001",
+            lambda url: {
+                "base_url": url,
+                "access_token": vk.ACCESS_TOKEN,
+                "secret": vk.SECRET,
+                "group_id": vk.GROUP_ID,
+                "confirmation_code": "confirm-me",
+            },
+        ),
     ],
 )
 def test_messenger_read_receipt_finishes(
-    db: str, redis_url: str, tmp_path: Path, name: str, sim_module: Any, address: str, config_of: Any
+    db: str,
+    redis_url: str,
+    tmp_path: Path,
+    name: str,
+    sim_module: Any,
+    address: str,
+    config_of: Any,
 ):
     """WhatsApp, Viber, VK: sent through the simulator, a signed read callback finishes it."""
     sim = sim_module.create_app()
@@ -165,8 +218,14 @@ def test_messenger_read_receipt_finishes(
 def test_smtp_email_sent_through_a_real_smtp_server(db: str, redis_url: str, tmp_path: Path):
     """SMTP (aiosmtpd with AUTH): the mail arrives with our Message-ID; no receipt exists."""
     with SmtpSim("none") as smtp:
-        config = {"host": smtp.host, "port": smtp.port, "security": "none", "username": smtp.username,
-                  "password": smtp.password, "sender": "Shop <noreply@shop.example>"}
+        config = {
+            "host": smtp.host,
+            "port": smtp.port,
+            "security": "none",
+            "username": smtp.username,
+            "password": smtp.password,
+            "sender": "Shop <noreply@shop.example>",
+        }
         with make_world(db, redis_url, tmp_path, "email", "smtp", config) as w:
             nid = notify(w, "e1", [{"channel": "email", "address": "alice@example.com"}])
             attempt = sent_attempt(w, nid)
@@ -180,13 +239,58 @@ def test_mailgun_delivered_event_finishes(db: str, redis_url: str, tmp_path: Pat
     """Mailgun: sent via the HTTP API; a signed 'delivered' event finishes the cascade."""
     sim = mailgun.create_app()
     with serve(sim) as url:
-        config = {"base_url": url, "api_key": "key-sim", "domain": "mg.example.test",
-                  "sender": "noreply@mg.example.test", "webhook_signing_key": "signing-key-sim"}
+        config = {
+            "base_url": url,
+            "api_key": "key-sim",
+            "domain": "mg.example.test",
+            "sender": "noreply@mg.example.test",
+            "webhook_signing_key": "signing-key-sim",
+        }
         with make_world(db, redis_url, tmp_path, "email", "mailgun", config) as w:
             nid = notify(w, "m1", [{"channel": "email", "address": "alice@example.com"}])
             attempt = sent_attempt(w, nid)
-            callback(url, url=w.webhook("mailgun"), event="delivered",
-                     message_id=attempt["provider_message_id"], reference=attempt["id"])
+            callback(
+                url,
+                url=w.webhook("mailgun"),
+                event="delivered",
+                message_id=attempt["provider_message_id"],
+                reference=attempt["id"],
+            )
             assert finished(w, nid, "delivered")["attempts"][0]["state"] == "delivered"
 
 
+def test_twilio_signed_delivered_callback_finishes(db: str, redis_url: str, tmp_path: Path):
+    """Twilio: form POST with Basic auth; the StatusCallback (ours, with ?ref=) is signed and
+    verified over the public URL."""
+    sim = twilio.create_app()
+    with serve(sim) as url:
+        config = {
+            "base_url": url,
+            "account_sid": twilio.ACCOUNT_SID,
+            "auth_token": twilio.AUTH_TOKEN,
+            "sender": "+15005550006",
+        }
+        with make_world(db, redis_url, tmp_path, "sms", "twilio", config) as w:
+            nid = notify(w, "s1", [{"channel": "sms", "address": PHONE}])
+            attempt = sent_attempt(w, nid)
+            (sent,) = sim.sent
+            assert sent["status_callback"] == f"{w.webhook('twilio')}?ref={attempt['id']}"
+            callback(url, message_id=attempt["provider_message_id"], status="delivered")
+            assert finished(w, nid, "delivered")["attempts"][0]["provider"] == "twilio"
+
+
+def test_smsru_delivered_callback_finishes(db: str, redis_url: str, tmp_path: Path):
+    """SMS.ru: JSON send answer per number; a status callback (code 103) finishes it."""
+    sim = smsru.create_app()
+    with serve(sim) as url:
+        config = {"base_url": url, "api_id": smsru.API_ID, "callback_secret": "smsru-secret-1"}
+        with make_world(db, redis_url, tmp_path, "sms", "smsru", config) as w:
+            nid = notify(w, "s2", [{"channel": "sms", "address": "+79161234567"}])
+            attempt = sent_attempt(w, nid)
+            hook = f"{w.webhook('smsru')}?secret=smsru-secret-1"
+            response = httpx.post(
+                f"{url}/_sim/callback",
+                json={"url": hook, "message_id": attempt["provider_message_id"], "status": 103},
+            )
+            assert response.json()["acknowledged"] is True
+            assert finished(w, nid, "delivered")["attempts"][0]["provider"] == "smsru"

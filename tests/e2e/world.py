@@ -85,6 +85,8 @@ def world(
         stack.callback(stop, worker)
         wait_ready(settings, worker, log)
         api = stack.enter_context(
-            httpx.Client(base_url=public, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10)
+            httpx.Client(
+                base_url=public, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10
+            )
         )
         yield World(runtime, api, public, log)
