@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,7 +53,7 @@ def test_fcm_unread_then_whatsapp_read_no_sms(db: str, redis_base: str, tmp_path
     account = fcm.make_service_account()
     fcm_sim, wa_sim, sms_sim = fcm.create_app(account), whatsapp.create_app(), twilio.create_app()
     with serve(fcm_sim) as fcm_url, serve(wa_sim) as wa_url, serve(sms_sim) as sms_url:
-        providers = {
+        providers: dict[str, dict[str, Any]] = {
             "fcm": {
                 "base_url": fcm_url,
                 "service_account_json": account.key_json(token_uri=f"{fcm_url}/token"),
@@ -130,7 +131,7 @@ def test_fcm_telegram_smtp_twilio_delivered(db: str, redis_base: str, tmp_path: 
         serve(sms_sim) as sms_url,
         SmtpSim("none") as smtp,
     ):
-        providers = {
+        providers: dict[str, dict[str, Any]] = {
             "fcm": {
                 "base_url": fcm_url,
                 "service_account_json": account.key_json(token_uri=f"{fcm_url}/token"),
