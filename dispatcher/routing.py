@@ -75,6 +75,7 @@ class Router:
     ) -> None:
         self._routes = parse_routes(channels)
         self._health = health
+        self._client = client
         self._providers: dict[str, Any] = {}
         names = {route.provider for routes in self._routes.values() for route in routes}
         for name in sorted(names | set(provider_settings)):
@@ -97,6 +98,10 @@ class Router:
                 ) from None
             self._providers[name] = cls(config, client)
         self._sandbox = {c: SandboxProvider(c, sandbox) for c in Channel} if sandbox else {}
+
+    def close(self) -> None:
+        """Close the shared HTTP client (its pooled connections)."""
+        self._client.close()
 
     @property
     def health(self) -> ProviderHealth:
