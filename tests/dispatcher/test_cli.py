@@ -1,0 +1,79 @@
+"""The ``dispatcher`` command: clear messages naming file and field, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
+    base["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd or ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_shipped_cascades_check_ok():
+    """The shipped cascades are valid and listed with their chain of channels."""
+    result = run("cascades", "check")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "ok  order_status: push -> messenger(whatsapp,viber,vk,telegram) -> email -> sms"
+        in result.stdout
+    )
+    assert "ok  marketing:" in result.stdout
+
+
+def test_broken_cascade_names_file_line_and_field(tmp_path: Path):
+    """A wrong file fails with exit 2 and one line per problem: file:line: field: message."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "name: broken\nttl: 1m\nsteps:\n  - channel: sms\n    wait_for: read\n    timeout: 2m\n"
+    )
+    result = run("cascades", "check", str(tmp_path))
+    assert result.returncode == 2
+    assert f"{broken}:5: steps.0.wait_for: sms cannot report 'read'" in result.stderr
+    assert f"{broken}:2: ttl: 1m is shorter than the sum of the step timeouts (2m)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_setting_names_the_variable(tmp_path: Path):
+    """A bad environment variable stops the command with its name and no traceback."""
+    result = run("cascades", "check", env={"CASCADE_SWEEP_INTERVAL": "soon"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CASCADE_SWEEP_INTERVAL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_provider_in_channels_is_refused(tmp_path: Path):
+    """Routing a channel to a provider that does not exist names the variable."""
+    result = run("cascades", "check", env={"CASCADE_CHANNELS__SMS": '["pigeon"]'}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CASCADE_CHANNELS__SMS: unknown provider 'pigeon'" in result.stderr
+
+
+def test_missing_provider_setting_names_it(tmp_path: Path):
+    """A provider listed without its credentials is refused before anything starts."""
+    result = run("cascades", "check", env={"CASCADE_CHANNELS__SMS": '["twilio"]'}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CASCADE_PROVIDERS__TWILIO__ACCOUNT_SID" in result.stderr
+
+
+def test_sandbox_off_and_no_provider_reports_unconfigured_channels(tmp_path: Path):
+    """With the sandbox off, a cascade using a channel without a provider fails the check."""
+    result = run("cascades", "check", env={"CASCADE_SANDBOX__ENABLED": "false"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no provider is configured for push and the sandbox is off" in result.stderr
