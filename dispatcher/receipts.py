@@ -118,6 +118,11 @@ def _targets(session: Session, event: ProviderEvent) -> list[Attempt]:
     return []
 
 
+def _source(event: ProviderEvent) -> str:
+    """History's source: ``app`` for app receipts, ``webhook:<provider>`` otherwise."""
+    return "app" if event.provider == "app" else f"webhook:{event.provider}"
+
+
 def _as_int(value: str | None) -> int:
     try:
         return int(value or "")
@@ -162,7 +167,7 @@ def _apply_to(
     assert notification is not None
     kind = ReceiptKind(event.kind)
     at = event.occurred_at or now
-    source = f"webhook:{event.provider}"
+    source = _source(event)
     if kind is ReceiptKind.FAILED:
         return _apply_failure(session, event, notification, attempt, now, bells)
     values: dict[str, object] = {}
@@ -235,7 +240,7 @@ def _apply_failure(
     now: datetime,
     bells: list[Doorbell],
 ) -> str:
-    source = f"webhook:{event.provider}"
+    source = _source(event)
     if event.invalid_address:
         mark_contact_invalid(
             session, attempt.contact_id, event.error_code or "invalid_address", now
