@@ -15,7 +15,7 @@ from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
 from dispatcher.models import Attempt, Customer, Notification
 from dispatcher.publisher import Doorbell
-from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
+from dispatcher.states import OPEN_STATES, AttemptState, NotificationState, can_move
 
 
 def quiet_hours_of(customer: Customer | None) -> tuple[time, time] | None:
@@ -66,7 +66,13 @@ def create_attempt(
 
 
 def move(session: Session, attempt: Attempt, expected: AttemptState, **values: object) -> bool:
-    """Compare-and-set one attempt from ``expected``; refresh it when it moved."""
+    """Compare-and-set one attempt from ``expected``; refresh it when it moved.
+
+    The target must be allowed by the state machine (:data:`TRANSITIONS`).
+    """
+    target = values.get("state")
+    if target is not None and not can_move(expected, AttemptState(str(target))):
+        raise ValueError(f"illegal attempt transition {expected} -> {target}")
     result = session.execute(
         update(Attempt)
         .where(col(Attempt.id) == attempt.id, col(Attempt.state) == expected.value)

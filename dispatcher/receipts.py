@@ -33,7 +33,7 @@ _UPGRADES: dict[ReceiptKind, set[AttemptState]] = {
     ReceiptKind.SENT: {AttemptState.UNKNOWN},
     ReceiptKind.DELIVERED: {AttemptState.SENT, AttemptState.UNKNOWN},
     ReceiptKind.READ: {AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.DELIVERED},
-    ReceiptKind.FAILED: {AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.DELIVERED},
+    ReceiptKind.FAILED: {AttemptState.SENT, AttemptState.UNKNOWN},
 }
 
 
