@@ -1,0 +1,192 @@
+"""Cascade files: every shipped one loads; every mistake names file, line and field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from config.cascades import CascadeConfigError, load_cascades, load_file
+from config.durations import format_duration, parse_duration
+from config.settings import SHIPPED_CASCADES
+from providers.base import Channel
+
+GOOD = """\
+name: ok
+ttl: 1h
+steps:
+  - channel: push
+    wait_for: read
+    timeout: 2m
+  - channel: sms
+    wait_for: delivered
+    timeout: 10m
+"""
+
+
+def test_shipped_cascades_load():
+    """The cascades we ship are valid, with every channel available."""
+    cascades = load_cascades(SHIPPED_CASCADES, set(Channel))
+    assert {"order_status", "marketing", "demo"} <= set(cascades)
+    assert "sms" not in [s.channel for s in cascades["marketing"].steps]
+
+
+def problems_of(
+    tmp_path: Path, text: str, available: set[Channel] | None = None
+) -> list[tuple[str, str, int | None]]:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(CascadeConfigError) as caught:
+        load_file(path, available)
+    assert all(p.file == path for p in caught.value.problems)
+    return [(p.field, p.message, p.line) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message", "line"),
+    [
+        (
+            GOOD.replace("channel: sms", "channel: pigeon"),
+            "steps.1.channel",
+            "unknown channel 'pigeon'",
+            7,
+        ),
+        (GOOD.replace("delivered", "read"), "steps.1.wait_for", "sms cannot report 'read'", 8),
+        (
+            GOOD.replace("channel: sms", "channel: telegram").replace("delivered", "read"),
+            "steps.1.wait_for",
+            "telegram cannot report 'read'",
+            8,
+        ),
+        (GOOD.replace("timeout: 2m", "timeout: 0s"), "steps.0", "timeout must be positive", 4),
+        (
+            GOOD.replace("timeout: 2m", "timeout: soon"),
+            "steps.0.timeout",
+            "'soon' is not a duration",
+            6,
+        ),
+        (GOOD.replace("channel: sms", "channel: push"), "steps.1.channel", "push appears twice", 7),
+        ("name: x\nttl: 1h\nsteps: []\n", "steps", "at least 1 item", 3),
+        (GOOD.replace("channel: sms", "channel: messenger"), "steps.1", "needs 'among'", 7),
+        (
+            GOOD.replace("    wait_for: delivered", "    among: [viber]\n    wait_for: delivered"),
+            "steps.1",
+            "'among' is only for channel: messenger",
+            7,
+        ),
+        (
+            GOOD.replace("ttl: 1h", "ttl: 5m"),
+            "ttl",
+            "5m is shorter than the sum of the step timeouts (12m)",
+            2,
+        ),
+        (GOOD + "colour: blue\n", "colour", "Extra inputs are not permitted", 10),
+        (GOOD.replace("name: ok", "name: Not OK"), "name", "should match pattern", 1),
+    ],
+    ids=[
+        "unknown-channel",
+        "sms-read",
+        "telegram-read",
+        "zero-timeout",
+        "bad-duration",
+        "duplicate",
+        "no-steps",
+        "messenger-without-among",
+        "among-on-sms",
+        "ttl-too-short",
+        "unknown-key",
+        "bad-name",
+    ],
+)
+def test_each_mistake_is_reported(tmp_path: Path, text: str, field: str, message: str, line: int):
+    """One problem per mistake, naming the field, with its line."""
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1, problems
+    ((got_field, got_message, got_line),) = problems
+    assert (got_field, got_line) == (field, line)
+    assert message in got_message
+
+
+def test_group_member_duplicating_a_step_and_read_on_telegram_member(tmp_path: Path):
+    """A group member repeating a step, or waiting for 'read' on Telegram, is an error."""
+    text = """\
+name: g
+ttl: 1h
+steps:
+  - channel: viber
+    wait_for: read
+    timeout: 1m
+  - channel: messenger
+    among: [viber, telegram]
+    wait_for: read
+    timeout: 1m
+"""
+    fields = {(f, m.split(" (")[0]) for f, m, _ in problems_of(tmp_path, text)}
+    assert fields == {
+        ("steps.1.channel", "viber appears twice"),
+        ("steps.1.wait_for", "telegram cannot report 'read'"),
+    }
+
+
+def test_templates_cover_channels_and_compile(tmp_path: Path):
+    """A template set missing a channel, and a template that does not compile, are errors."""
+    text = GOOD + 'templates:\n  t:\n    push: {body: "{{ order_id }"}\n'
+    problems = problems_of(tmp_path, text)
+    assert ("templates.t", "no template for channel sms", 11) in problems  # the key line
+    assert any(f == "templates.t.push" and "template syntax" in m for f, m, _ in problems)
+
+
+def test_unavailable_channel(tmp_path: Path):
+    """A channel with no provider (sandbox off) is reported at load time, not at send time."""
+    problems = problems_of(tmp_path, GOOD, available={Channel.PUSH})
+    assert problems == [
+        ("steps.1.channel", "no provider is configured for sms and the sandbox is off", 7)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("name: [unclosed\n", "not valid YAML"), ("- just\n- a list\n", "expected a mapping")],
+)
+def test_not_a_cascade_file(tmp_path: Path, text: str, message: str):
+    """Broken YAML and a non-mapping file are reported as such."""
+    ((_, got, _),) = problems_of(tmp_path, text)
+    assert message in got
+
+
+def test_directory_problems(tmp_path: Path):
+    """Two files with one name, and an empty directory, are refused."""
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yml").write_text(GOOD)
+    with pytest.raises(CascadeConfigError) as caught:
+        load_cascades(tmp_path)
+    assert [p.message for p in caught.value.problems] == ["cascade 'ok' is defined twice"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CascadeConfigError, match="no cascade files"):
+        load_cascades(empty)
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("90s", 90), ("15m", 900), ("1.5h", 5400), ("1d", 86400), (45, 45), ("30", 30), (" 2m ", 120)],
+)
+def test_parse_duration(raw: object, seconds: float):
+    """Durations as operators write them."""
+    assert parse_duration(raw) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("raw", ["", "m", "2w", "-1m", True, None, [1]])
+def test_bad_duration(raw: object):
+    """Anything else is a ValueError with the expected format."""
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(raw)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(120, "2m"), (90, "90s"), (7200, "2h"), (86400, "1d"), (1.5, "1.5s")]
+)
+def test_format_duration(seconds: float, text: str):
+    """The shortest exact form."""
+    assert format_duration(timedelta(seconds=seconds)) == text
