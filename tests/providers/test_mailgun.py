@@ -32,6 +32,7 @@ from tests.simulators.mailgun import create_app, signed_event
 from tests.simulators.server import serve
 from tests.simulators.webhook_receiver import create_receiver
 from tests.support.retries import record_retry_waits
+from tests.support.transport import Answer, CannedClients
 
 SIGNING_KEY = "signing-key-sim"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -64,25 +65,12 @@ def _waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture(name="make")
-def _make() -> Iterator[Callable[..., tuple[MailgunProvider, list[httpx.Request]]]]:
-    clients: list[httpx.Client] = []
-
-    def make(answer: httpx.Response | Exception | None = None, **config: Any) -> Any:
-        seen: list[httpx.Request] = []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            seen.append(request)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer or httpx.Response(200, json=QUEUED)
-
-        client = httpx.Client(transport=httpx.MockTransport(handler))
-        clients.append(client)
+def _make(canned: CannedClients) -> Callable[..., tuple[MailgunProvider, list[httpx.Request]]]:
+    def make(answer: Answer = None, **config: Any) -> tuple[MailgunProvider, list[httpx.Request]]:
+        client, seen = canned.answering(answer, lambda: httpx.Response(200, json=QUEUED))
         return MailgunProvider(_config(**config), client), seen
 
-    yield make
-    for client in clients:
-        client.close()
+    return make
 
 
 def test_send_posts_the_form(make: Callable[..., Any]) -> None:

@@ -33,6 +33,7 @@ from tests.simulators.server import serve
 from tests.simulators.smsru import API_ID, callback_form, callback_request, create_app
 from tests.simulators.webhook_receiver import create_receiver
 from tests.support.retries import record_retry_waits
+from tests.support.transport import Answer, CannedClients
 
 PHONE = "+7 999 123-45-67"
 DIGITS = "79991234567"
@@ -74,25 +75,12 @@ def _waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture(name="make")
-def _make() -> Iterator[Callable[..., tuple[SmsRuProvider, list[httpx.Request]]]]:
-    clients: list[httpx.Client] = []
-
-    def make(answer: httpx.Response | Exception | None = None, **config: Any) -> Any:
-        seen: list[httpx.Request] = []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            seen.append(request)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer or httpx.Response(200, json=_ok())
-
-        client = httpx.Client(transport=httpx.MockTransport(handler))
-        clients.append(client)
+def _make(canned: CannedClients) -> Callable[..., tuple[SmsRuProvider, list[httpx.Request]]]:
+    def make(answer: Answer = None, **config: Any) -> tuple[SmsRuProvider, list[httpx.Request]]:
+        client, seen = canned.answering(answer, lambda: httpx.Response(200, json=_ok()))
         return SmsRuProvider(_config(**config), client), seen
 
-    yield make
-    for client in clients:
-        client.close()
+    return make
 
 
 def _form(request: httpx.Request) -> dict[str, str]:

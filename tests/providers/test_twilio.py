@@ -35,6 +35,7 @@ from tests.simulators.server import serve
 from tests.simulators.twilio import ACCOUNT_SID, AUTH_TOKEN, create_app, status_callback
 from tests.simulators.webhook_receiver import create_receiver
 from tests.support.retries import record_retry_waits
+from tests.support.transport import Answer, CannedClients
 
 PHONE = "+14155552671"
 HOOK = "https://cascade.example/v1/webhooks/twilio"
@@ -62,25 +63,12 @@ def _waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture(name="make")
-def _make() -> Iterator[Callable[..., tuple[TwilioProvider, list[httpx.Request]]]]:
-    clients: list[httpx.Client] = []
-
-    def make(answer: httpx.Response | Exception | None = None, **config: Any) -> Any:
-        seen: list[httpx.Request] = []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            seen.append(request)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer or httpx.Response(201, json=CREATED)
-
-        client = httpx.Client(transport=httpx.MockTransport(handler))
-        clients.append(client)
+def _make(canned: CannedClients) -> Callable[..., tuple[TwilioProvider, list[httpx.Request]]]:
+    def make(answer: Answer = None, **config: Any) -> tuple[TwilioProvider, list[httpx.Request]]:
+        client, seen = canned.answering(answer, lambda: httpx.Response(201, json=CREATED))
         return TwilioProvider(_config(**config), client), seen
 
-    yield make
-    for client in clients:
-        client.close()
+    return make
 
 
 def _form(request: httpx.Request) -> dict[str, str]:
