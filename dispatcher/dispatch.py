@@ -13,27 +13,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from dispatcher.customers import mark_contact_invalid
 from dispatcher.db import session_scope
-from dispatcher.engine import condition_met, finished_state, retry_delay
-from dispatcher.history import record
-from dispatcher.lifecycle import escalate, finish, move, move_notification
+from dispatcher.lifecycle import move, move_notification
 from dispatcher.models import Attempt, ContactPoint, Notification
+from dispatcher.outcomes import Outcome, fail, record_outcome
 from dispatcher.publisher import Doorbell
-from dispatcher.receipts import apply_waiting, store_simulated
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
 from dispatcher.tokens import receipt_token
-from providers.base import Channel, Message, Provider, SendResult, Signal, TemplateRef
+from providers.base import Channel, Message, TemplateRef
 from providers.errors import (
-    InvalidAddressError,
     NotSentError,
     ProviderConfigError,
     ProviderError,
@@ -41,15 +36,6 @@ from providers.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one provider round produced: a result, or the error that ended it."""
-
-    provider: Provider | None
-    result: SendResult | None = None
-    error: Exception | None = None
 
 
 def claim(rt: Runtime, attempt_id: str, now: datetime) -> str | None:
@@ -89,7 +75,7 @@ def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
     outcome = _call_providers(rt, channel, message, now)
     bells: list[Doorbell] = []
     with session_scope(rt.engine) as session:
-        name = _record(rt, session, attempt_id, token, outcome, rt.now(), bells)
+        name = record_outcome(rt, session, attempt_id, token, outcome, rt.now(), bells)
     rt.publisher.publish(bells)
     return name
 
@@ -115,7 +101,7 @@ def _prepare(
     contact = session.get(ContactPoint, attempt.contact_id) if attempt.contact_id else None
     if contact is None or contact.status != "active":
         bells: list[Doorbell] = []
-        _fail(session, notification, attempt, now, "contact_unavailable", bells)
+        fail(session, notification, attempt, now, "contact_unavailable", bells)
         session.commit()
         rt.publisher.publish(bells)
         return "failed"
@@ -177,167 +163,3 @@ def _call_providers(rt: Runtime, channel: Channel, message: Message, now: dateti
         rt.router.health.succeeded(provider.name)
         return Outcome(provider, result=result)
     return last
-
-
-def _record(
-    rt: Runtime,
-    session: Session,
-    attempt_id: str,
-    token: str,
-    outcome: Outcome,
-    now: datetime,
-    bells: list[Doorbell],
-) -> str:
-    attempt = session.get(Attempt, attempt_id)
-    assert attempt is not None
-    if attempt.claim_token != token or attempt.state != AttemptState.SENDING:
-        # The sweep declared this claim stale meanwhile; its decision stands.
-        log.warning("claim lost before recording", extra={"attempt_id": attempt_id})
-        return "claim_lost"
-    notification = session.get(Notification, attempt.notification_id)
-    assert notification is not None
-    provider = outcome.provider.name if outcome.provider else None
-    if outcome.result is not None and outcome.provider is not None:
-        _sent(rt, session, notification, attempt, outcome.provider, outcome.result, now, bells)
-        return "sent"
-    error = outcome.error
-    code = getattr(error, "code", None) or type(error).__name__
-    if isinstance(error, NotSentError) and attempt.tries < rt.settings.max_send_tries:
-        delay = retry_delay(attempt.tries, rt.settings.retry_backoff, error.retry_after)
-        move(
-            session,
-            attempt,
-            AttemptState.SENDING,
-            state=AttemptState.PENDING.value,
-            provider=provider,
-            due_at=now + timedelta(seconds=delay),
-            published_at=None,
-            error_code=str(code)[:64],
-        )
-        record(
-            session,
-            "retry_scheduled",
-            at=now,
-            source="worker",
-            notification=notification,
-            attempt=attempt,
-            provider=provider,
-            code=code,
-            delay_s=delay,
-        )
-        return "retry"
-    if isinstance(error, UnknownOutcomeError):
-        move(
-            session,
-            attempt,
-            AttemptState.SENDING,
-            state=AttemptState.UNKNOWN.value,
-            provider=provider,
-            escalate_at=now + timedelta(seconds=attempt.timeout_seconds),
-            error_code=str(code)[:64],
-        )
-        record(
-            session,
-            "unknown",
-            at=now,
-            source="worker",
-            notification=notification,
-            attempt=attempt,
-            provider=provider,
-            code=code,
-        )
-        return "unknown"
-    if isinstance(error, InvalidAddressError):
-        mark_contact_invalid(session, attempt.contact_id, str(code), now)
-    attempt.provider = provider
-    _fail(session, notification, attempt, now, str(code), bells)
-    return "failed"
-
-
-def _sent(
-    rt: Runtime,
-    session: Session,
-    notification: Notification,
-    attempt: Attempt,
-    provider: Provider,
-    result: SendResult,
-    now: datetime,
-    bells: list[Doorbell],
-) -> None:
-    cost = result.cost
-    if cost is None:
-        cost = rt.router.configured_cost(provider)
-    if cost is None:
-        cost = rt.settings.costs.get(Channel(attempt.channel), 0.0)
-    move(
-        session,
-        attempt,
-        AttemptState.SENDING,
-        state=AttemptState.SENT.value,
-        provider=provider.name,
-        provider_message_id=result.provider_message_id,
-        sent_at=now,
-        escalate_at=now + timedelta(seconds=attempt.timeout_seconds),
-        cost=cost,
-        error_code=None,
-    )
-    session.execute(
-        update(Notification)
-        .where(col(Notification.id) == notification.id)
-        .values(cost=Notification.cost + cost)
-    )
-    record(
-        session,
-        "sent",
-        at=now,
-        source="worker",
-        notification=notification,
-        attempt=attempt,
-        provider=provider.name,
-        cost=cost,
-    )
-    store_simulated(session, attempt, result, now)
-    if condition_met(Signal(attempt.wait_for), sent_at=now, delivered_at=None, read_at=None):
-        finish(
-            session,
-            notification,
-            finished_state(Signal(attempt.wait_for)),
-            now,
-            source="worker",
-            reason=f"{attempt.channel}_sent",
-            attempt=attempt,
-        )
-    apply_waiting(session, attempt, now, bells)
-
-
-def _fail(
-    session: Session,
-    notification: Notification,
-    attempt: Attempt,
-    now: datetime,
-    code: str,
-    bells: list[Doorbell],
-) -> None:
-    """Mark failed and escalate now: rejected, config error, or retries exhausted."""
-    move(
-        session,
-        attempt,
-        AttemptState.SENDING,
-        state=AttemptState.FAILED.value,
-        provider=attempt.provider,
-        error_code=code[:64],
-        escalate_at=now,
-    )
-    record(
-        session,
-        "failed",
-        at=now,
-        source="worker",
-        notification=notification,
-        attempt=attempt,
-        provider=attempt.provider,
-        code=code,
-    )
-    bell = escalate(session, notification, attempt, now, source="worker")
-    if bell:
-        bells.append(bell)
