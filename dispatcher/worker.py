@@ -22,6 +22,8 @@ from dispatcher.sweep import sweep
 from providers.base import Channel
 
 log = logging.getLogger(__name__)
+# httpx logs every request URL at INFO; some carry device endpoints or tokens. Ids only here.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 settings = get_settings()
 app = create_celery(settings)

@@ -214,3 +214,12 @@ def test_fcm_telegram_smtp_twilio_delivered(db: str, redis_base: str, tmp_path: 
                 len(smtp.messages),
                 len(sms_sim.sent),
             ) == (1, 1, 1, 1)
+            log = w.log.read_text()
+            for personal in (
+                PHONE,
+                "bob@example.com",
+                "Parcel at the door",
+                PUSH_TOKEN,
+                telegram.TOKEN,
+            ):
+                assert personal not in log
