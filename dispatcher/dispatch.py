@@ -72,7 +72,7 @@ def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
     if isinstance(prepared, str):
         return prepared
     channel, message = prepared
-    outcome = _call_providers(rt, channel, message, now)
+    outcome = _call_providers(rt, attempt_id, token, channel, message, now)
     bells: list[Doorbell] = []
     with session_scope(rt.engine) as session:
         name = record_outcome(rt, session, attempt_id, token, outcome, rt.now(), bells)
@@ -134,7 +134,19 @@ def build_message(
     )
 
 
-def _call_providers(rt: Runtime, channel: Channel, message: Message, now: datetime) -> Outcome:
+def _calling(rt: Runtime, attempt_id: str, token: str, provider: str) -> None:
+    """Record which provider is being called, so an unknown outcome names who may have billed."""
+    with session_scope(rt.engine) as session:
+        session.execute(
+            update(Attempt)
+            .where(col(Attempt.id) == attempt_id, col(Attempt.claim_token) == token)
+            .values(provider=provider)
+        )
+
+
+def _call_providers(
+    rt: Runtime, attempt_id: str, token: str, channel: Channel, message: Message, now: datetime
+) -> Outcome:
     candidates = rt.router.candidates(channel, message.recipient, now, seed=message.idempotency_key)
     if not candidates:
         return Outcome(
@@ -142,6 +154,7 @@ def _call_providers(rt: Runtime, channel: Channel, message: Message, now: dateti
         )
     last: Outcome = Outcome(None)
     for provider in candidates:
+        _calling(rt, attempt_id, token, provider.name)
         try:
             result = provider.send(message)
         except (NotSentError, ProviderConfigError) as exc:

@@ -70,7 +70,7 @@ def test_killed_mid_send_no_duplicate_sms(tmp_path: Path, redis_base: str):
                 lambda: f"attempt {attempt_id}: not_claimed" in w.log.read_text(),
                 what="the redelivered copy to be refused by the claim",
             )
-            assert w.attempts(nid) == [("sms", None, "sending")]
+            assert w.attempts(nid) == [("sms", "twilio", "sending")]  # who may have billed
             stale = w.runtime.settings.sending_stale_after
             sweep(w.runtime, now=datetime.now(UTC) + timedelta(seconds=stale + 1))
             view = w.show(nid)
