@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     demote_after_failures: int = Field(default=3, ge=1)
     demote_window: float = Field(default=60.0, gt=0)
     demote_cooldown: float = Field(default=300.0, gt=0)
+    #: Receipts this many times slower than usual (median, recent vs baseline) demote too.
+    demote_slow_factor: float = Field(default=3.0, gt=1)
+    demote_slow_floor: float = Field(default=30.0, ge=0)  #: seconds slower, at least
+    demote_slow_min_samples: int = Field(default=20, ge=1)
+    demote_slow_window: float = Field(default=600.0, gt=0)  #: recent window, seconds
+    latency_check_every: float = Field(default=60.0, gt=0)  #: seconds between checks
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @field_validator("api_keys", mode="before")

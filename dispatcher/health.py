@@ -54,18 +54,28 @@ class ProviderHealth:
             count = int(self._redis.incr(key))
             if count == 1:
                 self._redis.expire(key, max(1, int(self.window)))
-            if count < self.threshold or self.demoted(provider, now):
+            if count < self.threshold:
                 return False
-            until = now.timestamp() + self.cooldown
-            self._redis.set(self._key("demoted", provider), until, ex=int(self.cooldown) + 3600)
             self._redis.delete(key)
+        except Exception as exc:
+            log.warning("provider health unavailable", extra={"error": type(exc).__name__})
+            return False
+        return self.demote(provider, kind, now)
+
+    def demote(self, provider: str, reason: str, now: datetime) -> bool:
+        """Demote ``provider`` until ``now + cooldown``; False if it already was."""
+        if self._redis is None or self.demoted(provider, now):
+            return False
+        until = now.timestamp() + self.cooldown
+        try:
+            self._redis.set(self._key("demoted", provider), until, ex=int(self.cooldown) + 3600)
         except Exception as exc:
             log.warning("provider health unavailable", extra={"error": type(exc).__name__})
             return False
         DEMOTIONS.labels(provider).inc()
         log.error(
             "provider demoted",
-            extra={"provider": provider, "kind": kind, "cooldown_s": self.cooldown},
+            extra={"provider": provider, "kind": reason, "cooldown_s": self.cooldown},
         )
         return True
 

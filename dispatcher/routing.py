@@ -125,6 +125,10 @@ class Router:
         demoted = [r for r in ordered if r not in healthy]
         return [self._providers[r.provider] for r in healthy + demoted]
 
+    def provider_names(self) -> list[str]:
+        """The real providers configured in this process."""
+        return sorted(self._providers)
+
     def provider(self, name: str) -> Any:
         return self._providers.get(name)
 

@@ -21,6 +21,7 @@ from dispatcher.routing import Router
 from providers.http import make_client
 
 Clock = Callable[[], datetime]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utcnow() -> datetime:
@@ -35,6 +36,7 @@ class Runtime:
     router: Router
     publisher: Publisher
     clock: Clock = utcnow
+    next_latency_check: datetime = EPOCH  #: when the sweep next checks receipt latency
 
     def now(self) -> datetime:
         return self.clock()

@@ -22,6 +22,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from dispatcher.db import session_scope
 from dispatcher.history import record
+from dispatcher.latency import LatencyRule, demote_slow
 from dispatcher.lifecycle import escalate, finish, move
 from dispatcher.models import Attempt, Notification, ProviderEvent
 from dispatcher.publisher import Doorbell
@@ -39,11 +40,22 @@ class SweepReport:
     stale: int = 0
     republished: int = 0
     receipts: int = 0
+    demoted: list[str] = field(default_factory=list)
     doorbells: list[Doorbell] = field(default_factory=list)
 
 
 def _locked(query: SelectOfScalar[T], batch: int) -> SelectOfScalar[T]:
     return query.limit(batch).with_for_update(skip_locked=True)
+
+
+def latency_rule(rt: Runtime) -> LatencyRule:
+    settings = rt.settings
+    return LatencyRule(
+        factor=settings.demote_slow_factor,
+        floor=settings.demote_slow_floor,
+        min_samples=settings.demote_slow_min_samples,
+        recent=settings.demote_slow_window,
+    )
 
 
 def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
@@ -59,6 +71,12 @@ def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
         report.receipts = _due_receipts(session, now, batch, report.doorbells)
     with session_scope(rt.engine) as session:
         report.escalated = _escalate(session, now, batch, report.doorbells)
+    if rt.router.provider_names() and now >= rt.next_latency_check:
+        rt.next_latency_check = now + timedelta(seconds=rt.settings.latency_check_every)
+        with session_scope(rt.engine) as session:
+            report.demoted = demote_slow(
+                session, rt.router.health, rt.router.provider_names(), now, latency_rule(rt)
+            )
     with session_scope(rt.engine) as session:
         report.republished = _republish(
             session, now, batch, rt.settings.republish_after, report.doorbells
