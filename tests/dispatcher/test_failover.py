@@ -54,8 +54,9 @@ def _world(
                 "account_sid": twilio.ACCOUNT_SID,
                 "auth_token": twilio.AUTH_TOKEN,
                 "sender": "+15005550006",
+                "cost": 0.0079,
             },
-            "smsru": {"base_url": second_url, "api_id": smsru.API_ID},
+            "smsru": {"base_url": second_url, "api_id": smsru.API_ID, "cost": 0.04},
         },
         demote_after_failures=2,
         demote_cooldown=300,
@@ -121,6 +122,7 @@ def test_outage_fails_over_demotes_and_recovers(
     accepted = [m["sid"] for m in first.sent] + [m["sms_id"] for m in second.sent]
     ids = [str(a["provider_message_id"]) for a in (one, two, three, four)]
     assert sorted(accepted) == sorted(ids)  # each notification accepted exactly once, overall
+    assert [a["cost"] for a in (one, two, three, four)] == [0.04, 0.04, 0.04, 0.0079]  # per provider
     assert len(set(ids)) == 4
 
 
