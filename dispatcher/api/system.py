@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 import redis
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from dispatcher.api.deps import ApiKeyDep, RuntimeDep
+from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.problems import Problem
 from dispatcher.schemas import CascadeOut
+from dispatcher.stats import summary
+from providers.base import Channel
 
 router = APIRouter(tags=["system"])
 
@@ -64,3 +69,27 @@ def get_cascade(name: str, runtime: RuntimeDep, _: ApiKeyDep) -> CascadeOut:
     if name not in runtime.cascades:
         raise Problem(404, "Not found", f"no cascade {name!r}")
     return _cascade_out(runtime, name)
+
+
+@router.get("/v1/stats", tags=["stats"])
+def stats(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    _: ApiKeyDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cascade: str | None = None,
+) -> dict[str, Any]:
+    """Per channel: sent, delivered, read, failed, rates, time to read, cost; money saved."""
+    end = until or runtime.now() + timedelta(seconds=1)
+    start = since or end - timedelta(days=1)
+    for name, value in (("since", start), ("until", end)):
+        if value.tzinfo is None:
+            raise Problem(
+                422,
+                "Invalid request",
+                f"{name} needs a time zone",
+                errors=[{"field": name, "message": "give a time zone, e.g. 2026-01-01T00:00:00Z"}],
+            )
+    sms_cost = runtime.settings.costs.get(Channel.SMS, 0.0)
+    return summary(session, since=start, until=end, cascade=cascade, sms_cost=sms_cost)
