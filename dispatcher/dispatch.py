@@ -27,7 +27,7 @@ from dispatcher.publisher import Doorbell
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
 from dispatcher.tokens import receipt_token
-from providers.base import Channel, Message, TemplateRef
+from providers.base import Channel, Message, Provider, TemplateRef
 from providers.errors import (
     NotSentError,
     ProviderConfigError,
@@ -38,41 +38,61 @@ from providers.errors import (
 log = logging.getLogger(__name__)
 
 
+def _claim(session: Session, attempt_id: str, token: str, now: datetime) -> bool:
+    result = session.execute(
+        update(Attempt)
+        .where(col(Attempt.id) == attempt_id, col(Attempt.state) == AttemptState.PENDING.value)
+        .values(
+            state=AttemptState.SENDING.value,
+            claim_token=token,
+            claimed_at=now,
+            tries=Attempt.tries + 1,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def claim(rt: Runtime, attempt_id: str, now: datetime) -> str | None:
     """Compare-and-set ``pending -> sending``, committed. Returns the claim token or None."""
     token = str(uuid.uuid4())
     with session_scope(rt.engine) as session:
-        result = session.execute(
-            update(Attempt)
-            .where(col(Attempt.id) == attempt_id, col(Attempt.state) == AttemptState.PENDING.value)
-            .values(
-                state=AttemptState.SENDING.value,
-                claim_token=token,
-                claimed_at=now,
-                tries=Attempt.tries + 1,
-            )
-        )
-        claimed = bool(result.rowcount)  # type: ignore[attr-defined]
+        claimed = _claim(session, attempt_id, token, now)
     return token if claimed else None
 
 
 def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> str:
-    """Send one attempt at most once. Returns a short outcome name (for logs and tests)."""
+    """Send one attempt at most once. Returns a short outcome name (for logs and tests).
+
+    The claim and the reads it needs share one transaction, committed before any
+    provider is called; recording the outcome is the second.
+    """
     now = now or rt.now()
-    token = claim(rt, attempt_id, now)
-    if token is None:
-        return "not_claimed"
-    return deliver(rt, attempt_id, token, now)
+    token = str(uuid.uuid4())
+    with session_scope(rt.engine) as session:
+        if not _claim(session, attempt_id, token, now):
+            return "not_claimed"
+        prepared = _prepare(rt, session, attempt_id, token, now)
+    return _send(rt, attempt_id, token, prepared, now)
 
 
 def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
-    """Steps 2 and 3 for an attempt this caller has claimed with ``token``."""
+    """Steps 2 and 3 for an attempt this caller has already claimed with ``token``."""
     with session_scope(rt.engine) as session:
-        prepared = _prepare(rt, session, attempt_id, now)
+        prepared = _prepare(rt, session, attempt_id, token, now)
+    return _send(rt, attempt_id, token, prepared, now)
+
+
+def _send(
+    rt: Runtime,
+    attempt_id: str,
+    token: str,
+    prepared: tuple[Message, list[Provider]] | str,
+    now: datetime,
+) -> str:
     if isinstance(prepared, str):
         return prepared
-    channel, message = prepared
-    outcome = _call_providers(rt, attempt_id, token, channel, message, now)
+    message, candidates = prepared
+    outcome = _call_providers(rt, attempt_id, token, message, candidates, now)
     bells: list[Doorbell] = []
     with session_scope(rt.engine) as session:
         name = record_outcome(rt, session, attempt_id, token, outcome, rt.now(), bells)
@@ -81,8 +101,9 @@ def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
 
 
 def _prepare(
-    rt: Runtime, session: Session, attempt_id: str, now: datetime
-) -> tuple[Channel, Message] | str:
+    rt: Runtime, session: Session, attempt_id: str, token: str, now: datetime
+) -> tuple[Message, list[Provider]] | str:
+    """Load what the send needs; pick the providers; name the first on the attempt."""
     attempt = session.get(Attempt, attempt_id)
     assert attempt is not None
     notification = session.get(Notification, attempt.notification_id)
@@ -105,7 +126,13 @@ def _prepare(
         session.commit()
         rt.publisher.publish(bells)
         return "failed"
-    return Channel(attempt.channel), build_message(rt, notification, attempt, contact.address)
+    message = build_message(rt, notification, attempt, contact.address)
+    candidates = rt.router.candidates(
+        Channel(attempt.channel), message.recipient, now, seed=message.idempotency_key
+    )
+    if candidates:
+        _calling(session, attempt_id, token, candidates[0].name)
+    return message, candidates
 
 
 def build_message(
@@ -134,27 +161,30 @@ def build_message(
     )
 
 
-def _calling(rt: Runtime, attempt_id: str, token: str, provider: str) -> None:
+def _calling(session: Session, attempt_id: str, token: str, provider: str) -> None:
     """Record which provider is being called, so an unknown outcome names who may have billed."""
-    with session_scope(rt.engine) as session:
-        session.execute(
-            update(Attempt)
-            .where(col(Attempt.id) == attempt_id, col(Attempt.claim_token) == token)
-            .values(provider=provider)
-        )
+    session.execute(
+        update(Attempt)
+        .where(col(Attempt.id) == attempt_id, col(Attempt.claim_token) == token)
+        .values(provider=provider)
+    )
 
 
 def _call_providers(
-    rt: Runtime, attempt_id: str, token: str, channel: Channel, message: Message, now: datetime
+    rt: Runtime,
+    attempt_id: str,
+    token: str,
+    message: Message,
+    candidates: list[Provider],
+    now: datetime,
 ) -> Outcome:
-    candidates = rt.router.candidates(channel, message.recipient, now, seed=message.idempotency_key)
     if not candidates:
-        return Outcome(
-            None, error=ProviderConfigError(f"no provider for {channel}", code="no_provider")
-        )
+        return Outcome(None, error=ProviderConfigError("no provider", code="no_provider"))
     last: Outcome = Outcome(None)
-    for provider in candidates:
-        _calling(rt, attempt_id, token, provider.name)
+    for index, provider in enumerate(candidates):
+        if index:  # the first was named when the attempt was prepared
+            with session_scope(rt.engine) as session:
+                _calling(session, attempt_id, token, provider.name)
         try:
             result = provider.send(message)
         except (NotSentError, ProviderConfigError) as exc:
