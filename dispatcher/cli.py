@@ -16,11 +16,6 @@ from dispatcher.queues import QUEUES
 from dispatcher.routing import RoutingError
 
 
-class _NullPublisher:
-    def publish(self, doorbells: Sequence[object]) -> None:
-        return None
-
-
 def _check(settings: Settings) -> None:
     """Fail fast: providers and cascades are validated before anything starts."""
     from dispatcher.runtime import build_router

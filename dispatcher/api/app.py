@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from config.settings import get_settings
 from dispatcher.api import customers, notifications, problems, receipts, system
 from dispatcher.api.deps import KeyRing
 from dispatcher.api.limits import BodyLimit
-from dispatcher.runtime import Runtime
+from dispatcher.publisher import CeleryPublisher
+from dispatcher.queues import create_celery
+from dispatcher.runtime import Runtime, build_runtime
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -27,10 +30,5 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 def production_app() -> FastAPI:
     """Entry point for ``uvicorn --factory dispatcher.api.app:production_app``."""
-    from config.settings import get_settings
-    from dispatcher.publisher import CeleryPublisher
-    from dispatcher.queues import create_celery
-    from dispatcher.runtime import build_runtime
-
     settings = get_settings()
     return create_app(build_runtime(settings, CeleryPublisher(create_celery(settings))))

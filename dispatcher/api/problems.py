@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("dispatcher.api")
 
 
 class Problem(Exception):
@@ -102,11 +104,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        import logging
-
-        logging.getLogger("dispatcher.api").exception(
-            "unhandled error", extra={"path": request.url.path}
-        )
+        log.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(
             500, "Internal error", "the error was logged", instance=request.url.path
         )

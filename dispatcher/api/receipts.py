@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
 from dispatcher.api.deps import RuntimeDep, SessionDep, authenticate
 from dispatcher.api.problems import Problem
@@ -104,15 +105,11 @@ async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> Respo
     except WebhookSignatureError as exc:
         raise Problem(exc.status_code, "Invalid signature", str(exc)) from None
     if reply.events:
-        from starlette.concurrency import run_in_threadpool
-
         await run_in_threadpool(_ingest_events, runtime, list(reply.events))
     return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)
 
 
 def _ingest_events(runtime: RuntimeDep, events: list[ReceiptEvent]) -> None:
-    from sqlmodel import Session
-
     bells: list[Doorbell] = []
     with Session(runtime.engine, expire_on_commit=False) as session:
         ingest(session, events, runtime.now(), bells)
