@@ -18,8 +18,12 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema."""
-    command.upgrade(alembic_config(url), "head")
+    """Bring the database at ``url`` to the newest schema.
+
+    ``heads``: independent changes may branch from the same revision (each one a
+    migration of its own, applied in any order) without a merge revision.
+    """
+    command.upgrade(alembic_config(url), "heads")
 
 
 def revision(url: str, message: str) -> None:
