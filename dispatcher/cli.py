@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from config.cascades import CascadeConfigError, load_cascades
 from config.settings import Settings, SettingsError, get_settings
+from dispatcher import scheduler
 from dispatcher.launcher import LaunchError
-from dispatcher.queues import QUEUES
+from dispatcher.publisher import CeleryPublisher
+from dispatcher.queues import QUEUES, create_celery
 from dispatcher.routing import RoutingError
+from dispatcher.runtime import build_runtime
 
 
 def _check(settings: Settings) -> None:
@@ -96,11 +102,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_beat(_: argparse.Namespace, settings: Settings) -> int:
+    """Run the sweep in this process, every ``CASCADE_SWEEP_INTERVAL`` s, as lease holder."""
     _check(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return _exec(
-        [sys.executable, "-m", "celery", "-A", "dispatcher.worker", "beat", "--loglevel", "INFO"]
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s beat %(levelname)s %(message)s")
+    rt = build_runtime(settings, CeleryPublisher(create_celery(settings)))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    scheduler.build(rt).run(stop)
+    return 0
 
 
 def cmd_flower(_: argparse.Namespace, settings: Settings) -> int:

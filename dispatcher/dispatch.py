@@ -16,17 +16,20 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from dispatcher.db import session_scope
-from dispatcher.lifecycle import move, move_notification
+from dispatcher.decisions import cancelled, failed
+from dispatcher.lifecycle import apply, move_notification
 from dispatcher.models import Attempt, ContactPoint, Notification
-from dispatcher.outcomes import Outcome, fail, record_outcome
-from dispatcher.publisher import Doorbell
+from dispatcher.outcomes import Outcome, record_outcome
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
 from dispatcher.tokens import receipt_token
+from dispatcher.work import Work, unit_of_work
 from providers.base import Channel, Message, Provider, TemplateRef
 from providers.errors import (
     NotSentError,
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def _claim(session: Session, attempt_id: str, token: str, now: datetime) -> bool:
+    """The gate before every provider call: ``pending -> sending``, compare-and-set."""
     result = session.execute(
         update(Attempt)
         .where(col(Attempt.id) == attempt_id, col(Attempt.state) == AttemptState.PENDING.value)
@@ -46,6 +50,7 @@ def _claim(session: Session, attempt_id: str, token: str, now: datetime) -> bool
             state=AttemptState.SENDING.value,
             claim_token=token,
             claimed_at=now,
+            started_at=func.coalesce(Attempt.started_at, now),
             tries=Attempt.tries + 1,
         )
     )
@@ -66,19 +71,18 @@ def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> s
     The claim and the reads it needs share one transaction, committed before any
     provider is called; recording the outcome is the second.
     """
-    now = now or rt.now()
     token = str(uuid.uuid4())
-    with session_scope(rt.engine) as session:
-        if not _claim(session, attempt_id, token, now):
+    with unit_of_work(rt, now) as work:
+        if not _claim(work.session, attempt_id, token, work.now):
             return "not_claimed"
-        prepared = _prepare(rt, session, attempt_id, token, now)
-    return _send(rt, attempt_id, token, prepared, now)
+        prepared = _prepare(rt, work, attempt_id, token)
+    return _send(rt, attempt_id, token, prepared, work.now)
 
 
 def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
     """Steps 2 and 3 for an attempt this caller has already claimed with ``token``."""
-    with session_scope(rt.engine) as session:
-        prepared = _prepare(rt, session, attempt_id, token, now)
+    with unit_of_work(rt, now) as work:
+        prepared = _prepare(rt, work, attempt_id, token)
     return _send(rt, attempt_id, token, prepared, now)
 
 
@@ -93,38 +97,54 @@ def _send(
         return prepared
     message, candidates = prepared
     outcome = _call_providers(rt, attempt_id, token, message, candidates, now)
-    bells: list[Doorbell] = []
-    with session_scope(rt.engine) as session:
-        name = record_outcome(rt, session, attempt_id, token, outcome, rt.now(), bells)
-    rt.publisher.publish(bells)
-    return name
+    return _record(rt, attempt_id, token, outcome)
+
+
+def _record(rt: Runtime, attempt_id: str, token: str, outcome: Outcome) -> str:
+    """Record the outcome, retrying for a bounded time while the database is away.
+
+    A paid send the provider accepted must not be recorded as lost because the
+    database dropped for a moment: retry the recording (each try a new
+    transaction) for up to ``record_retry_for`` seconds. If it still fails, the
+    claim goes stale and the sweep records an unknown outcome: never a resend.
+    """
+    for attempt in Retrying(
+        retry=retry_if_exception_type(DBAPIError),
+        stop=stop_after_delay(rt.settings.record_retry_for),
+        wait=wait_exponential(multiplier=0.2, max=2.0),
+        reraise=True,
+    ):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                log.warning("recording a send again", extra={"attempt_id": attempt_id})
+            with unit_of_work(rt) as work:
+                return record_outcome(rt, work, attempt_id, token, outcome)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _prepare(
-    rt: Runtime, session: Session, attempt_id: str, token: str, now: datetime
+    rt: Runtime, work: Work, attempt_id: str, token: str
 ) -> tuple[Message, list[Provider]] | str:
     """Load what the send needs; pick the providers; name the first on the attempt."""
+    session, now = work.session, work.now
     attempt = session.get(Attempt, attempt_id)
     assert attempt is not None
     notification = session.get(Notification, attempt.notification_id)
     assert notification is not None
     if notification.state not in OPEN_STATES or notification.expires_at <= now:
-        move(
-            session,
-            attempt,
-            AttemptState.SENDING,
-            state=AttemptState.CANCELLED.value,
-            finished_at=now,
-        )
+        apply(work, notification, attempt, cancelled(attempt, now), source="worker")
         return "cancelled"
     if notification.state == NotificationState.ACCEPTED:
         move_notification(session, notification, NotificationState.IN_PROGRESS)
     contact = session.get(ContactPoint, attempt.contact_id) if attempt.contact_id else None
     if contact is None or contact.status != "active":
-        bells: list[Doorbell] = []
-        fail(session, notification, attempt, now, "contact_unavailable", bells)
-        session.commit()
-        rt.publisher.publish(bells)
+        apply(
+            work,
+            notification,
+            attempt,
+            failed(attempt, now, "contact_unavailable"),
+            source="worker",
+        )
         return "failed"
     message = build_message(rt, notification, attempt, contact.address)
     candidates = rt.router.candidates(

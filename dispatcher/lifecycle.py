@@ -1,7 +1,10 @@
-"""Notification lifecycle in the database: create attempts, escalate, finish.
+"""Notification lifecycle in the database: create attempts, apply transitions, finish.
 
 Every state change is a compare-and-set ``UPDATE ... WHERE state = <expected>``,
-so two processes racing on one row cannot both win; the loser sees 0 rows.
+so two processes racing on one row cannot both win; the loser sees 0 rows. The
+decisions are made by the pure functions of :mod:`dispatcher.decisions`;
+:func:`apply` is the one function that writes an attempt's state (besides the
+claim, ``pending -> sending``, and :func:`cancel_pending`).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from datetime import datetime, time, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from dispatcher.decisions import Then, Transition, on_timeout
 from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
 from dispatcher.models import Attempt, Customer, Notification
 from dispatcher.publisher import Doorbell
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState, can_move
+from dispatcher.work import Work
 
 
 def quiet_hours_of(customer: Customer | None) -> tuple[time, time] | None:
@@ -65,23 +70,67 @@ def create_attempt(
     return attempt, Doorbell(attempt.id, attempt.channel)
 
 
-def move(session: Session, attempt: Attempt, expected: AttemptState, **values: object) -> bool:
-    """Compare-and-set one attempt from ``expected``; refresh it when it moved.
+def apply(
+    work: Work,
+    notification: Notification,
+    attempt: Attempt,
+    transition: Transition,
+    *,
+    source: str,
+    claim_token: str | None = None,
+) -> bool:
+    """Perform one decided transition: the only place attempt states are written.
 
-    The target must be allowed by the state machine (:data:`TRANSITIONS`).
+    A compare-and-set from ``transition.expected`` (and the claim token, when given);
+    then the history event, the cost, and what follows for the notification. Returns
+    False, changing nothing, when the attempt was no longer in the expected state.
     """
-    target = values.get("state")
-    if target is not None and not can_move(expected, AttemptState(str(target))):
-        raise ValueError(f"illegal attempt transition {expected} -> {target}")
-    result = session.execute(
-        update(Attempt)
-        .where(col(Attempt.id) == attempt.id, col(Attempt.state) == expected.value)
-        .values(**values)
-    )
-    moved = bool(result.rowcount)  # type: ignore[attr-defined]
-    if moved:
+    target = transition.target
+    if target is not None and not can_move(transition.expected, target):
+        raise ValueError(f"illegal attempt transition {transition.expected} -> {target}")
+    session = work.session
+    values = dict(transition.values)
+    added_cost = float(values["cost"]) - attempt.cost if "cost" in values else 0.0  # type: ignore[arg-type]
+    if values:
+        statement = update(Attempt).where(
+            col(Attempt.id) == attempt.id, col(Attempt.state) == transition.expected.value
+        )
+        if claim_token is not None:
+            statement = statement.where(col(Attempt.claim_token) == claim_token)
+        result = session.execute(statement.values(**values))
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return False
         session.refresh(attempt)
-    return moved
+    if added_cost:
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id) == notification.id)
+            .values(cost=Notification.cost + added_cost)
+        )
+    record(
+        session,
+        transition.event,
+        at=work.now,
+        source=source,
+        notification=notification,
+        attempt=attempt,
+        **transition.detail,
+    )
+    if transition.then is Then.FINISH and transition.finish_as is not None:
+        finish(
+            session,
+            notification,
+            transition.finish_as,
+            work.now,
+            source=source,
+            reason=transition.reason,
+            attempt=attempt,
+        )
+    elif transition.then is Then.ESCALATE:
+        escalate(work, notification, attempt, source=source)
+    elif transition.then is Then.NEXT:
+        _next_step(work, notification, attempt, source=source)
+    return True
 
 
 def move_notification(
@@ -143,46 +192,36 @@ def finish(
     return True
 
 
-def escalate(
-    session: Session,
-    notification: Notification,
-    attempt: Attempt,
-    now: datetime,
-    *,
-    source: str,
-) -> Doorbell | None:
+def escalate(work: Work, notification: Notification, attempt: Attempt, *, source: str) -> bool:
     """Give up waiting on ``attempt`` and start the next step (or exhaust the cascade).
 
-    Returns the doorbell of the next attempt if one is due now. Safe to race:
-    the CAS on the attempt and the unique (notification, step) let one caller win.
+    Safe to race: the compare-and-set on the attempt and the unique
+    (notification, step) let one caller win.
     """
-    expected = AttemptState(attempt.state)
     if notification.state not in OPEN_STATES:
-        return None
-    if not move(session, attempt, expected, state=AttemptState.ESCALATED.value, finished_at=now):
-        return None
-    record(
-        session,
-        "escalated",
-        at=now,
-        source=source,
-        notification=notification,
-        attempt=attempt,
-        from_state=expected.value,
-    )
+        return False
+    transition = on_timeout(attempt, work.now)
+    if transition is None:
+        return False
+    return apply(work, notification, attempt, transition, source=source)
+
+
+def _next_step(work: Work, notification: Notification, attempt: Attempt, *, source: str) -> None:
+    if notification.state not in OPEN_STATES:
+        return
     next_step = attempt.step + 1
     if next_step >= len(notification.steps):
         finish(
-            session,
+            work.session,
             notification,
             NotificationState.EXHAUSTED,
-            now,
+            work.now,
             source=source,
             reason="no_confirmation",
         )
-        return None
-    _, bell = create_attempt(session, notification, next_step, now)
-    return bell
+        return
+    _, bell = create_attempt(work.session, notification, next_step, work.now)
+    work.ring(bell)
 
 
 def escalate_at(sent_at: datetime, timeout_seconds: float) -> datetime:

@@ -123,6 +123,9 @@ class Attempt(SQLModel, table=True):
     due_at: datetime = utc_column(nullable=False)
     published_at: datetime | None = utc_column()
     claimed_at: datetime | None = utc_column()
+    started_at: datetime | None = (
+        utc_column()
+    )  #: first claim: a step's retries end with its timeout
     claim_token: str | None = Field(default=None, max_length=36)
     sent_at: datetime | None = utc_column()
     delivered_at: datetime | None = utc_column()

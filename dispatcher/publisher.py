@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kombu.exceptions import ChannelError
+
 log = logging.getLogger(__name__)
 
 
@@ -25,6 +27,10 @@ class Doorbell:
 
 class Publisher(Protocol):
     def publish(self, doorbells: Sequence[Doorbell]) -> None: ...
+
+    def queue_depth(self, channel: str) -> int | None:
+        """Messages waiting in ``channel``'s queue; None when the broker cannot say."""
+        ...
 
 
 def task_name(channel: str) -> str:
@@ -50,12 +56,30 @@ class CeleryPublisher:
                     extra={"attempt_id": bell.attempt_id, "error": type(exc).__name__},
                 )
 
+    def queue_depth(self, channel: str) -> int | None:
+        """A passive declare: works on Redis and AMQP brokers alike. A missing queue is empty."""
+        try:
+            with self._app.connection_for_read() as connection:  # type: ignore[attr-defined]
+                declared = connection.default_channel.queue_declare(queue=channel, passive=True)
+                return int(declared.message_count)
+        except ChannelError:
+            return 0  # Redis drops an empty list: the queue is not there, so nothing waits
+        except Exception as exc:
+            log.warning(
+                "queue depth unknown", extra={"queue": channel, "error": type(exc).__name__}
+            )
+            return None
+
 
 @dataclass
 class RecordingPublisher:
     """A publisher for tests of database logic that need no queue: remembers doorbells."""
 
     published: list[Doorbell] = field(default_factory=list)
+    depths: dict[str, int] = field(default_factory=dict)  #: what queue_depth answers
 
     def publish(self, doorbells: Sequence[Doorbell]) -> None:
         self.published.extend(doorbells)
+
+    def queue_depth(self, channel: str) -> int | None:
+        return self.depths.get(channel)

@@ -12,8 +12,8 @@ from kombu import Queue
 from config.settings import Settings
 from providers.base import Channel
 
-#: One queue per channel, plus the engine and the sweep.
-QUEUES = [*(c.value for c in Channel), "engine", "sweep"]
+#: One queue per channel, plus the engine. The sweep runs in ``dispatcher beat`` itself.
+QUEUES = [*(c.value for c in Channel), "engine"]
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -40,17 +40,7 @@ def create_celery(settings: Settings) -> Celery:
         task_default_queue="engine",
         task_routes={
             **{f"send.{c.value}": {"queue": c.value} for c in Channel},
-            "sweep": {"queue": "sweep"},
         },
-        beat_schedule={
-            "sweep": {
-                "task": "sweep",
-                "schedule": settings.sweep_interval,
-                # A sweep not run in time is superseded by the next one.
-                "options": {"queue": "sweep", "expires": max(1.0, settings.sweep_interval * 5)},
-            }
-        },
-        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
         enable_utc=True,
     )

@@ -9,32 +9,28 @@ marked ``sent`` waits in the table and is applied when the send is recorded
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from dispatcher.customers import mark_contact_invalid
-from dispatcher.engine import condition_met, finished_state
+from dispatcher.decisions import NOT_YET_SENT, on_receipt
 from dispatcher.history import record
-from dispatcher.lifecycle import escalate, finish, move
+from dispatcher.lifecycle import apply as apply_transition
 from dispatcher.models import Attempt, ContactPoint, Notification, ProviderEvent
 from dispatcher.publisher import Doorbell
-from dispatcher.states import OPEN_STATES, AttemptState
-from providers.base import ReceiptEvent, ReceiptKind, SendResult, Signal
+from dispatcher.states import OPEN_STATES
+from dispatcher.work import Work
+from providers.base import Channel, ReceiptEvent, ReceiptKind, SendResult
 
 #: An event still unmatched after this long is given up on.
 UNMATCHED_AFTER = timedelta(days=2)
 #: How often the sweep looks again at an event waiting for its attempt.
 RECHECK_EVERY = timedelta(seconds=30)
-
-_UPGRADES: dict[ReceiptKind, set[AttemptState]] = {
-    ReceiptKind.SENT: {AttemptState.UNKNOWN},
-    ReceiptKind.DELIVERED: {AttemptState.SENT, AttemptState.UNKNOWN},
-    ReceiptKind.READ: {AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.DELIVERED},
-    ReceiptKind.FAILED: {AttemptState.SENT, AttemptState.UNKNOWN},
-}
 
 
 def store(
@@ -88,11 +84,38 @@ def store_simulated(session: Session, attempt: Attempt, result: SendResult, now:
         )
 
 
+def _same_sender(event: ProviderEvent, attempt: Attempt) -> bool:
+    """A receipt applies only to an attempt sent by the provider it comes from.
+
+    App receipts (``app``: the push's receipt token) confirm push attempts only;
+    ``operator`` receipts (sent with an API key) may confirm any attempt.
+    """
+    if event.provider == "app":
+        return attempt.channel == Channel.PUSH
+    if event.provider == "operator":
+        return True
+    return attempt.provider == event.provider
+
+
+class _Foreign(Exception):
+    """The event names an attempt another provider sent."""
+
+
 def _targets(session: Session, event: ProviderEvent) -> list[Attempt]:
+    """The attempts an event is about, locked (PostgreSQL) against a concurrent recording.
+
+    The lock orders a receipt and the worker recording the send: whichever comes
+    second sees the other's committed work, so a receipt is never left waiting.
+    """
     if event.reference:
-        attempt = session.get(Attempt, event.reference)
-        if attempt is not None:
-            return [attempt]
+        attempt = session.get(
+            Attempt, event.reference, with_for_update=True, populate_existing=True
+        )
+        if attempt is None:
+            return []
+        if not _same_sender(event, attempt):
+            raise _Foreign(attempt.id)
+        return [attempt]
     if event.read_up_to and event.recipient and event.provider_message_id:
         candidates = session.exec(
             select(Attempt)
@@ -103,16 +126,21 @@ def _targets(session: Session, event: ProviderEvent) -> list[Attempt]:
                 col(Attempt.read_at).is_(None),
                 col(Attempt.provider_message_id).is_not(None),
             )
+            .with_for_update(of=Attempt)
+            .execution_options(populate_existing=True)
         ).all()
         limit = _as_int(event.provider_message_id)
         return [a for a in candidates if _as_int(a.provider_message_id) <= limit]
     if event.provider_message_id:
         return list(
             session.exec(
-                select(Attempt).where(
+                select(Attempt)
+                .where(
                     Attempt.provider == event.provider,
                     Attempt.provider_message_id == event.provider_message_id,
                 )
+                .with_for_update()
+                .execution_options(populate_existing=True)
             ).all()
         )
     return []
@@ -120,7 +148,9 @@ def _targets(session: Session, event: ProviderEvent) -> list[Attempt]:
 
 def _source(event: ProviderEvent) -> str:
     """History's source: ``app`` for app receipts, ``webhook:<provider>`` otherwise."""
-    return "app" if event.provider == "app" else f"webhook:{event.provider}"
+    if event.provider in ("app", "operator"):
+        return event.provider
+    return f"webhook:{event.provider}"
 
 
 def _as_int(value: str | None) -> int:
@@ -130,25 +160,33 @@ def _as_int(value: str | None) -> int:
         return -1
 
 
-def apply(session: Session, event: ProviderEvent, now: datetime, bells: list[Doorbell]) -> str:
+def apply(work: Work, event: ProviderEvent) -> str:
     """Apply one stored event; returns its outcome. Unapplied events stay for the sweep."""
-    attempts = _targets(session, event)
+    now = work.now
+    try:
+        attempts = _targets(work.session, event)
+    except _Foreign:
+        _close(event, now, "foreign")  # forged, or misrouted: confirms nothing
+        work.session.add(event)
+        return "foreign"
     if not attempts:
         if now - event.received_at > UNMATCHED_AFTER:
             _close(event, now, "unmatched")
         else:
             event.next_check_at = now + RECHECK_EVERY
-        session.add(event)
+        work.session.add(event)
         return "waiting"
-    if any(a.state in (AttemptState.PENDING, AttemptState.SENDING) for a in attempts):
-        event.next_check_at = now + RECHECK_EVERY  # applied as soon as the send is recorded
-        session.add(event)
+    if any(a.state in NOT_YET_SENT for a in attempts):
+        # Applied by the worker in the transaction that records the send; the
+        # sweep's recheck is only the safety net.
+        event.next_check_at = now + RECHECK_EVERY
+        work.session.add(event)
         return "waiting"
     outcome = "ignored"
     for attempt in attempts:
-        outcome = _apply_to(session, event, attempt, now, bells)
+        outcome = _apply_to(work, event, attempt)
     _close(event, now, outcome, attempts[-1].id)
-    session.add(event)
+    work.session.add(event)
     return outcome
 
 
@@ -160,153 +198,123 @@ def _close(
     event.attempt_id = attempt_id
 
 
-def _apply_to(
-    session: Session, event: ProviderEvent, attempt: Attempt, now: datetime, bells: list[Doorbell]
-) -> str:
-    notification = session.get(Notification, attempt.notification_id)
-    assert notification is not None
+def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
+    session = work.session
     kind = ReceiptKind(event.kind)
-    at = event.occurred_at or now
     source = _source(event)
-    if kind is ReceiptKind.FAILED:
-        return _apply_failure(session, event, notification, attempt, now, bells)
-    values: dict[str, object] = {}
-    if kind in (ReceiptKind.DELIVERED, ReceiptKind.READ) and attempt.delivered_at is None:
-        values["delivered_at"] = at
-    if kind is ReceiptKind.READ and attempt.read_at is None:
-        values["read_at"] = at
-    if attempt.state in _UPGRADES[kind]:
-        values["state"] = kind.value if kind is not ReceiptKind.SENT else AttemptState.SENT.value
-    if not values:
-        record(
-            session,
-            "receipt_ignored",
-            at=now,
-            source=source,
-            notification=notification,
-            attempt=attempt,
-            kind=kind.value,
-        )
-        return "duplicate"
-    session.execute(update(Attempt).where(col(Attempt.id) == attempt.id).values(**values))
-    session.refresh(attempt)
-    open_before = notification.state in OPEN_STATES
-    record(
-        session,
-        kind.value,
-        at=now,
-        source=source,
-        notification=notification,
-        attempt=attempt,
-        late=not open_before,
-    )
-    wait_for = Signal(attempt.wait_for)
-    met = condition_met(
-        wait_for,
-        sent_at=attempt.sent_at,
-        delivered_at=attempt.delivered_at,
-        read_at=attempt.read_at,
-    )
-    if met and open_before:
-        finish(
-            session,
-            notification,
-            finished_state(wait_for),
-            now,
-            source=source,
-            reason=f"{attempt.channel}_{wait_for.value}",
-            attempt=attempt,
-        )
-        return "finished"
-    if not open_before and kind in (ReceiptKind.DELIVERED, ReceiptKind.READ):
-        record(
-            session,
-            "late_receipt",
-            at=now,
-            source=source,
-            notification=notification,
-            attempt=attempt,
-            kind=kind.value,
-            finished_as=notification.state,
-        )
-    return "applied"
-
-
-def _apply_failure(
-    session: Session,
-    event: ProviderEvent,
-    notification: Notification,
-    attempt: Attempt,
-    now: datetime,
-    bells: list[Doorbell],
-) -> str:
-    source = _source(event)
-    if event.invalid_address:
+    if kind is ReceiptKind.FAILED and event.invalid_address:
         mark_contact_invalid(
-            session, attempt.contact_id, event.error_code or "invalid_address", now
+            session, attempt.contact_id, event.error_code or "invalid_address", work.now
         )
-    expected = AttemptState(attempt.state)
-    if expected not in _UPGRADES[ReceiptKind.FAILED]:
-        record(
-            session,
-            "receipt_ignored",
-            at=now,
-            source=source,
-            notification=notification,
-            attempt=attempt,
-            kind="failed",
+    for _ in range(3):  # a lost compare-and-set means the attempt moved: decide again
+        notification = session.get(Notification, attempt.notification_id, populate_existing=True)
+        assert notification is not None
+        transition = on_receipt(
+            attempt,
+            kind,
+            event.occurred_at or work.now,
+            work.now,
+            open_=notification.state in OPEN_STATES,
         )
-        return "ignored"
-    move(
-        session,
-        attempt,
-        expected,
-        state=AttemptState.FAILED.value,
-        escalate_at=now,
-        error_code=(event.error_code or "failed")[:64],
-    )
+        if transition is None:
+            return "waiting"
+        if kind is ReceiptKind.FAILED and transition.target is not None:
+            transition = replace(
+                transition,
+                values={**transition.values, "error_code": (event.error_code or "failed")[:64]},
+                detail={"code": event.error_code},
+            )
+        if apply_transition(work, notification, attempt, transition, source=source):
+            if transition.outcome == "late":
+                _late(work, notification, attempt, kind, source)
+            return "applied" if transition.outcome == "late" else transition.outcome
+        session.refresh(attempt)
+    raise RuntimeError(f"attempt {attempt.id} kept moving while a receipt was applied")
+
+
+def _late(
+    work: Work, notification: Notification, attempt: Attempt, kind: ReceiptKind, source: str
+) -> None:
+    """A confirmation after the notification finished: a redundant send, reported."""
     record(
-        session,
-        "failed",
-        at=now,
+        work.session,
+        "late_receipt",
+        at=work.now,
         source=source,
         notification=notification,
         attempt=attempt,
-        code=event.error_code,
+        kind=kind.value,
+        finished_as=notification.state,
     )
-    bell = escalate(session, notification, attempt, now, source=source)
-    if bell:
-        bells.append(bell)
-    return "failed"
 
 
-def apply_waiting(session: Session, attempt: Attempt, now: datetime, bells: list[Doorbell]) -> None:
-    """Apply events that arrived before this attempt was recorded as sent."""
-    conditions = [col(ProviderEvent.reference) == attempt.id]
-    if attempt.provider_message_id:
-        conditions.append(
-            and_(
-                col(ProviderEvent.provider) == attempt.provider,
-                col(ProviderEvent.provider_message_id) == attempt.provider_message_id,
+def _waiting_for(attempt_ids: list[str], messages: list[tuple[str, str]]) -> Any:
+    conditions: list[Any] = [col(ProviderEvent.reference).in_(attempt_ids)]
+    conditions += [
+        and_(col(ProviderEvent.provider) == p, col(ProviderEvent.provider_message_id) == m)
+        for p, m in messages
+    ]
+    return or_(*conditions)
+
+
+def _unapplied(work: Work, attempts: list[Attempt]) -> list[ProviderEvent]:
+    """Stored, unapplied events about these attempts that are not scheduled for later.
+
+    Real receipts are due the moment they arrive whatever the clocks say
+    (``apply_after == received_at``); only sandbox receipts are scheduled ahead.
+    """
+    ids = [a.id for a in attempts]
+    messages = [
+        (a.provider, a.provider_message_id)
+        for a in attempts
+        if a.provider and a.provider_message_id
+    ]
+    return list(
+        work.session.exec(
+            select(ProviderEvent)
+            .where(
+                col(ProviderEvent.applied_at).is_(None),
+                or_(
+                    col(ProviderEvent.apply_after) <= col(ProviderEvent.received_at),
+                    col(ProviderEvent.apply_after) <= work.now,
+                ),
+                _waiting_for(ids, messages),
             )
-        )
-    waiting = session.exec(
-        select(ProviderEvent).where(
-            col(ProviderEvent.applied_at).is_(None),
-            col(ProviderEvent.apply_after) <= now,
-            or_(*conditions),
-        )
-    ).all()
-    for event in waiting:
-        apply(session, event, now, bells)
+            .order_by(col(ProviderEvent.id))
+        ).all()
+    )
+
+
+def apply_waiting(work: Work, attempt: Attempt) -> None:
+    """Apply events that arrived before (or while) this attempt was recorded as sent."""
+    for event in _unapplied(work, [attempt]):
+        apply(work, event)
+
+
+def apply_stored(work: Work, notification: Notification) -> int:
+    """Before a step escalates: apply whatever receipts of this notification are stored."""
+    attempts = list(
+        work.session.exec(
+            select(Attempt).where(
+                Attempt.notification_id == notification.id,
+                col(Attempt.state).not_in([s.value for s in NOT_YET_SENT]),
+            )
+        ).all()
+    )
+    events = _unapplied(work, attempts) if attempts else []
+    return sum(apply(work, event) != "waiting" for event in events)
 
 
 def ingest(
     session: Session, events: list[ReceiptEvent], now: datetime, bells: list[Doorbell]
 ) -> list[str]:
-    """Store and immediately apply receipts (webhooks and the app endpoint)."""
+    """Store and immediately apply receipts (webhooks and the app endpoint).
+
+    ``bells`` collects the doorbells to ring after the caller commits.
+    """
+    work = Work(session, now, bells)
     outcomes = []
     for event in events:
         row = store(session, event, now)
-        outcomes.append("duplicate" if row is None else apply(session, row, now, bells))
+        outcomes.append("duplicate" if row is None else apply(work, row))
     return outcomes

@@ -3,7 +3,8 @@
 (a) notifications past their TTL expire; (b) attempts whose ``escalate_at``
 passed without their condition escalate to the next step; (c) claims stuck in
 ``sending`` past the time limit become ``unknown`` (never resent blindly);
-(d) pending attempts whose doorbell may be lost are published again; (e) stored
+(d) pending attempts whose doorbell is lost (old, and not in its queue) are
+published again; (e) stored
 receipts that are due (sandbox) or were waiting for their attempt are applied.
 
 Every change is a compare-and-set, so overlapping sweeps are harmless; on
@@ -17,18 +18,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from dispatcher.db import session_scope
-from dispatcher.history import record
+from dispatcher.decisions import on_stale_claim
 from dispatcher.latency import LatencyRule, demote_slow
-from dispatcher.lifecycle import escalate, finish, move
+from dispatcher.lifecycle import apply, escalate, finish
 from dispatcher.models import Attempt, Notification, ProviderEvent
+from dispatcher.outcomes import price
 from dispatcher.publisher import Doorbell
-from dispatcher.receipts import apply
+from dispatcher.receipts import apply as apply_receipt
+from dispatcher.receipts import apply_stored
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, WAITING_STATES, AttemptState, NotificationState
+from dispatcher.work import Work, unit_of_work
 
 T = TypeVar("T")
 
@@ -63,87 +67,74 @@ def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
     now = now or rt.now()
     report = SweepReport()
     batch = rt.settings.sweep_batch
-    with session_scope(rt.engine) as session:
-        report.expired = _expire(session, now, batch)
-    with session_scope(rt.engine) as session:
-        report.stale = _stale_claims(session, now, batch, rt.settings.sending_stale_after)
-    with session_scope(rt.engine) as session:
-        report.receipts = _due_receipts(session, now, batch, report.doorbells)
-    with session_scope(rt.engine) as session:
-        report.escalated = _escalate(session, now, batch, report.doorbells)
+    with unit_of_work(rt, now) as work:
+        report.expired = _expire(work, batch)
+    with unit_of_work(rt, now) as work:
+        report.stale = _stale_claims(rt, work, batch)
+    with unit_of_work(rt, now) as work:
+        report.receipts = _due_receipts(work, batch)
+        report.doorbells += work.bells
+    with unit_of_work(rt, now) as work:
+        report.escalated = _escalate(work, batch)
+        report.doorbells += work.bells
     if rt.router.provider_names() and now >= rt.next_latency_check:
         rt.next_latency_check = now + timedelta(seconds=rt.settings.latency_check_every)
         with session_scope(rt.engine) as session:
             report.demoted = demote_slow(
                 session, rt.router.health, rt.router.provider_names(), now, latency_rule(rt)
             )
-    with session_scope(rt.engine) as session:
-        report.republished = _republish(
-            session, now, batch, rt.settings.republish_after, report.doorbells
-        )
-    rt.publisher.publish(report.doorbells)
+    with unit_of_work(rt, now) as work:
+        report.republished = _republish(rt, work, batch)
+        report.doorbells += work.bells
     return report
 
 
-def _expire(session: Session, now: datetime, batch: int) -> int:
-    rows = session.exec(
+def _expire(work: Work, batch: int) -> int:
+    rows = work.session.exec(
         _locked(
             select(Notification).where(
                 col(Notification.state).in_([s.value for s in OPEN_STATES]),
-                col(Notification.expires_at) <= now,
+                col(Notification.expires_at) <= work.now,
             ),
             batch,
         )
     ).all()
     return sum(
-        finish(session, n, NotificationState.EXPIRED, now, source="sweep", reason="ttl")
+        finish(work.session, n, NotificationState.EXPIRED, work.now, source="sweep", reason="ttl")
         for n in rows
     )
 
 
-def _stale_claims(session: Session, now: datetime, batch: int, stale_after: float) -> int:
-    rows = session.exec(
+def _stale_claims(rt: Runtime, work: Work, batch: int) -> int:
+    stale_after = timedelta(seconds=rt.settings.sending_stale_after)
+    rows = work.session.exec(
         _locked(
             select(Attempt).where(
                 Attempt.state == AttemptState.SENDING.value,
-                col(Attempt.claimed_at) <= now - timedelta(seconds=stale_after),
+                col(Attempt.claimed_at) <= work.now - stale_after,
             ),
             batch,
         )
     ).all()
     count = 0
     for attempt in rows:
-        claimed = attempt.claimed_at or now
-        if move(
-            session,
-            attempt,
-            AttemptState.SENDING,
-            state=AttemptState.UNKNOWN.value,
-            escalate_at=max(now, claimed + timedelta(seconds=attempt.timeout_seconds)),
-            error_code="worker_lost",
-        ):
-            notification = session.get(Notification, attempt.notification_id)
-            record(
-                session,
-                "unknown",
-                at=now,
-                source="sweep",
-                notification=notification,
-                attempt=attempt,
-                code="worker_lost",
-            )
-            count += 1
+        notification = work.session.get(Notification, attempt.notification_id)
+        assert notification is not None
+        provider = rt.router.provider(attempt.provider) if attempt.provider else None
+        charged = price(rt, provider, attempt.channel) if attempt.provider else 0.0
+        transition = on_stale_claim(attempt, work.now, charged)
+        count += apply(work, notification, attempt, transition, source="sweep")
     return count
 
 
-def _escalate(session: Session, now: datetime, batch: int, bells: list[Doorbell]) -> int:
-    rows = session.exec(
+def _escalate(work: Work, batch: int) -> int:
+    rows = work.session.exec(
         _locked(
             select(Attempt)
             .join(Notification, col(Notification.id) == col(Attempt.notification_id))
             .where(
                 col(Attempt.state).in_([s.value for s in WAITING_STATES]),
-                col(Attempt.escalate_at) <= now,
+                col(Attempt.escalate_at) <= work.now,
                 col(Notification.state).in_([s.value for s in OPEN_STATES]),
             )
             .order_by(col(Attempt.escalate_at)),
@@ -152,44 +143,60 @@ def _escalate(session: Session, now: datetime, batch: int, bells: list[Doorbell]
     ).all()
     count = 0
     for attempt in rows:
-        notification = session.get(Notification, attempt.notification_id)
+        notification = work.session.get(Notification, attempt.notification_id)
         assert notification is not None
-        before = attempt.state
-        bell = escalate(session, notification, attempt, now, source="sweep")
-        count += attempt.state != before
-        if bell:
-            bells.append(bell)
+        # A satisfying receipt stored but not yet applied wins over the timer.
+        apply_stored(work, notification)
+        work.session.refresh(attempt)
+        due = attempt.escalate_at is not None and attempt.escalate_at <= work.now
+        if due and attempt.state in WAITING_STATES:
+            count += escalate(work, notification, attempt, source="sweep")
     return count
 
 
-def _republish(
-    session: Session, now: datetime, batch: int, after: float, bells: list[Doorbell]
-) -> int:
-    stale = now - timedelta(seconds=after)
-    rows = session.exec(
+def _republish(rt: Runtime, work: Work, batch: int) -> int:
+    """Ring again the doorbells that are really lost.
+
+    A pending attempt is republished only when its channel's queue is empty (its
+    doorbell is not waiting there) and it was last published over
+    ``republish_after`` ago. Where the queue depth is unknown, age alone decides.
+    """
+    stale = work.now - timedelta(seconds=rt.settings.republish_after)
+    rows = work.session.exec(
         _locked(
             select(Attempt).where(
                 Attempt.state == AttemptState.PENDING.value,
-                col(Attempt.due_at) <= now,
+                col(Attempt.due_at) <= work.now,
                 (col(Attempt.published_at).is_(None)) | (col(Attempt.published_at) <= stale),
             ),
             batch,
         )
     ).all()
+    depths: dict[str, int | None] = {}
+    count = 0
     for attempt in rows:
-        attempt.published_at = now
-        session.add(attempt)
-        bells.append(Doorbell(attempt.id, attempt.channel))
-    return len(rows)
+        if attempt.channel not in depths:
+            depths[attempt.channel] = rt.publisher.queue_depth(attempt.channel)
+        never_published = attempt.published_at is None
+        if not never_published and (depths[attempt.channel] or 0) > 0:
+            continue  # its doorbell may well be queued behind the others
+        attempt.published_at = work.now
+        work.session.add(attempt)
+        work.ring(Doorbell(attempt.id, attempt.channel))
+        count += 1
+    return count
 
 
-def _due_receipts(session: Session, now: datetime, batch: int, bells: list[Doorbell]) -> int:
-    rows = session.exec(
+def _due_receipts(work: Work, batch: int) -> int:
+    rows = work.session.exec(
         _locked(
             select(ProviderEvent)
-            .where(col(ProviderEvent.applied_at).is_(None), col(ProviderEvent.next_check_at) <= now)
+            .where(
+                col(ProviderEvent.applied_at).is_(None),
+                col(ProviderEvent.next_check_at) <= work.now,
+            )
             .order_by(col(ProviderEvent.next_check_at)),
             batch,
         )
     ).all()
-    return sum(apply(session, event, now, bells) != "waiting" for event in rows)
+    return sum(apply_receipt(work, event) != "waiting" for event in rows)

@@ -1,6 +1,6 @@
 """Celery tasks: thin. Ids in, plain functions do the work, the database keeps the state.
 
-``celery -A dispatcher.worker worker -Q push,telegram,...,engine,sweep`` runs them;
+``celery -A dispatcher.worker worker -Q push,telegram,...,engine`` runs them;
 ``dispatcher worker`` does the same with the right queues.
 """
 
@@ -18,7 +18,6 @@ from dispatcher.dispatch import send_attempt
 from dispatcher.publisher import CeleryPublisher, task_name
 from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime, build_runtime
-from dispatcher.sweep import sweep
 from providers.base import Channel
 
 log = logging.getLogger(__name__)
@@ -57,18 +56,3 @@ def _register_send(channel: Channel) -> None:
 
 for _channel in Channel:
     _register_send(_channel)
-
-
-@app.task(name="sweep", queue="sweep")
-def sweep_task() -> dict[str, int]:
-    report = sweep(runtime())
-    counts = {
-        "expired": report.expired,
-        "escalated": report.escalated,
-        "stale": report.stale,
-        "republished": report.republished,
-        "receipts": report.receipts,
-    }
-    if any(counts.values()):
-        log.info("sweep %s", counts)
-    return counts

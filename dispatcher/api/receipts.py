@@ -38,7 +38,8 @@ def app_receipt(
         )
     kind = ReceiptKind.READ if body.status in ("read", "clicked") else ReceiptKind.DELIVERED
     event = ReceiptEvent(
-        provider="app",
+        # The push's token confirms push attempts only; an API key (the operator) any attempt.
+        provider="app" if token_ok else "operator",
         event_id=body.event_id or f"{attempt.id}:{kind.value}",
         kind=kind,
         reference=attempt.id,

@@ -289,25 +289,26 @@ def test_terminal_states_have_no_exit():
 
 
 def test_database_moves_obey_the_table(runtime):
-    """lifecycle.move refuses a transition the state machine does not allow."""
+    """lifecycle.apply refuses a transition the state machine does not allow."""
     from sqlmodel import Session
 
-    from dispatcher.lifecycle import move
-    from dispatcher.models import Attempt
+    from dispatcher.decisions import Transition
+    from dispatcher.lifecycle import apply
+    from dispatcher.models import Attempt, Notification
+    from dispatcher.work import Work
 
+    attempt = Attempt(
+        id="a",
+        notification_id="n",
+        step=0,
+        channel="sms",
+        wait_for="sent",
+        timeout_seconds=1,
+        due_at=NOW,
+        created_at=NOW,
+    )
+    illegal = Transition(AttemptState.UNKNOWN, {"state": AttemptState.SENDING.value}, "x")
+    notification = Notification(customer_id="c", cascade="basic", category="t", expires_at=NOW)
+    notification = Notification(customer_id="c", cascade="basic", category="t", expires_at=NOW)
     with Session(runtime.engine) as session, pytest.raises(ValueError, match="unknown -> sending"):
-        move(
-            session,
-            Attempt(
-                id="a",
-                notification_id="n",
-                step=0,
-                channel="sms",
-                wait_for="sent",
-                timeout_seconds=1,
-                due_at=NOW,
-                created_at=NOW,
-            ),
-            AttemptState.UNKNOWN,
-            state=AttemptState.SENDING.value,
-        )
+        apply(Work(session, NOW), notification, attempt, illegal, source="test")

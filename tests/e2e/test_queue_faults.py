@@ -45,6 +45,9 @@ class Twice:
     def publish(self, doorbells: Sequence[Doorbell]) -> None:
         self.inner.publish([bell for bell in doorbells for _ in range(2)])
 
+    def queue_depth(self, channel: str) -> int | None:
+        return self.inner.queue_depth(channel)
+
 
 def test_same_message_twice_calls_provider_once(
     e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
@@ -152,14 +155,8 @@ def test_beat_drives_the_sweep(e2e_api: TestClient, stack: Stack, tmp_path: Path
             [
                 sys.executable,
                 "-m",
-                "celery",
-                "-A",
-                "dispatcher.worker",
+                "dispatcher.cli",
                 "beat",
-                "--loglevel",
-                "INFO",
-                "-s",
-                str(tmp_path / "schedule"),
             ],
             cwd=ROOT,
             env=stack.env,
