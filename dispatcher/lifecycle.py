@@ -19,7 +19,13 @@ from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
 from dispatcher.models import Attempt, Customer, Notification
 from dispatcher.publisher import Doorbell
-from dispatcher.states import OPEN_STATES, AttemptState, NotificationState, can_move
+from dispatcher.states import (
+    OPEN_STATES,
+    WAITING_STATES,
+    AttemptState,
+    NotificationState,
+    can_move,
+)
 from dispatcher.work import Work
 
 
@@ -164,6 +170,19 @@ def cancel_pending(session: Session, notification: Notification, now: datetime) 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def _stop_timers(session: Session, notification: Notification) -> None:
+    """A finished notification's attempts have nothing left to escalate: clear their timers,
+    so the sweep's timer index holds only live ones."""
+    session.execute(
+        update(Attempt)
+        .where(
+            col(Attempt.notification_id) == notification.id,
+            col(Attempt.state).in_([s.value for s in WAITING_STATES]),
+        )
+        .values(escalate_at=None)
+    )
+
+
 def finish(
     session: Session,
     notification: Notification,
@@ -178,6 +197,7 @@ def finish(
     if not move_notification(session, notification, state, finished_at=now, reason=reason):
         return False
     cancelled = cancel_pending(session, notification, now)
+    _stop_timers(session, notification)
     record(
         session,
         "finished",

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -76,10 +76,30 @@ class ContactPoint(SQLModel, table=True):
     updated_at: datetime = utc_column(nullable=False)
 
 
+#: Rows the sweep looks at, as partial-index predicates (the queries repeat them).
+def timer_predicate(prefix: str = "") -> str:
+    """Live timers: ``prefix`` qualifies the columns (``"attempt."``) in a join."""
+    waiting = "('sent', 'delivered', 'unknown', 'failed')"
+    return f"{prefix}escalate_at IS NOT NULL AND {prefix}state IN {waiting}"
+
+
+TIMER_PREDICATE = timer_predicate()
+OPEN_PREDICATE = "state IN ('accepted', 'in_progress')"
+
+
 class Notification(SQLModel, table=True):
     """One request to reach one customer through one cascade."""
 
-    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key"),
+        # TTLs of open notifications only: finished ones are never walked again.
+        Index(
+            "ix_notification_open_expiry",
+            "expires_at",
+            postgresql_where=text(OPEN_PREDICATE),
+            sqlite_where=text(OPEN_PREDICATE),
+        ),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     customer_id: str = Field(index=True, max_length=128)
@@ -107,6 +127,13 @@ class Attempt(SQLModel, table=True):
         Index("ix_attempt_state_due", "state", "due_at"),
         Index("ix_attempt_state_escalate", "state", "escalate_at"),
         Index("ix_attempt_provider_message", "provider", "provider_message_id"),
+        # The sweep's timers: only live ones (a finished notification's timers are cleared).
+        Index(
+            "ix_attempt_timer",
+            "escalate_at",
+            postgresql_where=text(TIMER_PREDICATE),
+            sqlite_where=text(TIMER_PREDICATE),
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

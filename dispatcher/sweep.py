@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -25,7 +26,13 @@ from dispatcher.db import session_scope
 from dispatcher.decisions import on_stale_claim
 from dispatcher.latency import LatencyRule, demote_slow
 from dispatcher.lifecycle import apply, escalate, finish
-from dispatcher.models import Attempt, Notification, ProviderEvent
+from dispatcher.models import (
+    OPEN_PREDICATE,
+    Attempt,
+    Notification,
+    ProviderEvent,
+    timer_predicate,
+)
 from dispatcher.outcomes import price
 from dispatcher.publisher import Doorbell
 from dispatcher.receipts import apply as apply_receipt
@@ -93,7 +100,7 @@ def _expire(work: Work, batch: int) -> int:
     rows = work.session.exec(
         _locked(
             select(Notification).where(
-                col(Notification.state).in_([s.value for s in OPEN_STATES]),
+                text(OPEN_PREDICATE),  # literally the partial index's predicate
                 col(Notification.expires_at) <= work.now,
             ),
             batch,
@@ -133,7 +140,7 @@ def _escalate(work: Work, batch: int) -> int:
             select(Attempt)
             .join(Notification, col(Notification.id) == col(Attempt.notification_id))
             .where(
-                col(Attempt.state).in_([s.value for s in WAITING_STATES]),
+                text(timer_predicate("attempt.")),  # the partial index's predicate
                 col(Attempt.escalate_at) <= work.now,
                 col(Notification.state).in_([s.value for s in OPEN_STATES]),
             )

@@ -164,6 +164,8 @@ def test_beat_drives_the_sweep(e2e_api: TestClient, stack: Stack, tmp_path: Path
             stderr=subprocess.STDOUT,
         )
     try:
+        log = tmp_path / "beat.log"
+        wait_until(lambda: "sweeping" in log.read_text(), timeout=60, what="beat to lead")
         put_customer(e2e_api, "c-beat")
         nid = send(e2e_api, "c-beat", cascade="short")["id"]
         wait_until(lambda: show(e2e_api, nid)["state"] == "exhausted", timeout=30, what="exhausted")
