@@ -52,7 +52,8 @@ def _claim(session: Session, attempt_id: str, token: str, now: datetime) -> bool
             claimed_at=now,
             started_at=func.coalesce(Attempt.started_at, now),
             tries=Attempt.tries + 1,
-        )
+        ),
+        execution_options={"synchronize_session": False},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -186,7 +187,8 @@ def _calling(session: Session, attempt_id: str, token: str, provider: str) -> No
     session.execute(
         update(Attempt)
         .where(col(Attempt.id) == attempt_id, col(Attempt.claim_token) == token)
-        .values(provider=provider)
+        .values(provider=provider),
+        execution_options={"synchronize_session": False},
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from dispatcher.decisions import Then, Transition, on_timeout
@@ -76,6 +77,17 @@ def create_attempt(
     return attempt, Doorbell(attempt.id, attempt.channel)
 
 
+#: Our UPDATEs set what they wrote on the loaded row themselves (:func:`_written`):
+#: no in-Python evaluation of the WHERE clause against the identity map.
+_NO_SYNC = {"synchronize_session": False}
+
+
+def _written(row: object, values: dict[str, object]) -> None:
+    """What an UPDATE just wrote, set on the loaded row without another SELECT."""
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+
+
 def apply(
     work: Work,
     notification: Notification,
@@ -103,15 +115,16 @@ def apply(
         )
         if claim_token is not None:
             statement = statement.where(col(Attempt.claim_token) == claim_token)
-        result = session.execute(statement.values(**values))
+        result = session.execute(statement.values(**values), execution_options=_NO_SYNC)
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
-        session.refresh(attempt)
+        _written(attempt, values)
     if added_cost:
         session.execute(
             update(Notification)
             .where(col(Notification.id) == notification.id)
-            .values(cost=Notification.cost + added_cost)
+            .values(cost=Notification.cost + added_cost),
+            execution_options=_NO_SYNC,
         )
     record(
         session,
@@ -149,11 +162,12 @@ def move_notification(
             col(Notification.id) == notification.id,
             col(Notification.state).in_([s.value for s in OPEN_STATES]),
         )
-        .values(state=target.value, **values)
+        .values(state=target.value, **values),
+        execution_options=_NO_SYNC,
     )
     moved = bool(result.rowcount)  # type: ignore[attr-defined]
     if moved:
-        session.refresh(notification)
+        _written(notification, {"state": target.value, **values})
     return moved
 
 

@@ -68,19 +68,24 @@ def store(
 
 
 def store_simulated(session: Session, attempt: Attempt, result: SendResult, now: datetime) -> None:
-    """Sandbox receipts become provider events due later, applied like real ones."""
+    """Sandbox receipts become provider events due later, applied like real ones.
+
+    Their ids derive from this send's own message id, so they are new by construction:
+    inserted directly, without the duplicate check real receipts need.
+    """
     for simulated in result.simulated:
-        store(
-            session,
-            ReceiptEvent(
+        due = now + timedelta(seconds=simulated.after)
+        session.add(
+            ProviderEvent(
                 provider=attempt.provider or "sandbox",
-                event_id=f"{result.provider_message_id}:{simulated.signal.value}",
-                kind=ReceiptKind(simulated.signal.value),
+                event_id=f"{result.provider_message_id}:{simulated.signal.value}"[:255],
+                kind=ReceiptKind(simulated.signal.value).value,
                 provider_message_id=result.provider_message_id,
                 reference=attempt.id,
-            ),
-            now,
-            apply_after=now + timedelta(seconds=simulated.after),
+                received_at=now,
+                apply_after=due,
+                next_check_at=due,
+            )
         )
 
 
@@ -101,16 +106,19 @@ class _Foreign(Exception):
     """The event names an attempt another provider sent."""
 
 
-def _targets(session: Session, event: ProviderEvent) -> list[Attempt]:
+def _targets(session: Session, event: ProviderEvent, held: Attempt | None) -> list[Attempt]:
     """The attempts an event is about, locked (PostgreSQL) against a concurrent recording.
 
     The lock orders a receipt and the worker recording the send: whichever comes
     second sees the other's committed work, so a receipt is never left waiting.
     """
     if event.reference:
-        attempt = session.get(
-            Attempt, event.reference, with_for_update=True, populate_existing=True
-        )
+        if held is not None and held.id == event.reference:
+            attempt: Attempt | None = held  # loaded and locked by our own update
+        else:
+            attempt = session.get(
+                Attempt, event.reference, with_for_update=True, populate_existing=True
+            )
         if attempt is None:
             return []
         if not _same_sender(event, attempt):
@@ -160,11 +168,14 @@ def _as_int(value: str | None) -> int:
         return -1
 
 
-def apply(work: Work, event: ProviderEvent) -> str:
-    """Apply one stored event; returns its outcome. Unapplied events stay for the sweep."""
+def apply(work: Work, event: ProviderEvent, held: Attempt | None = None) -> str:
+    """Apply one stored event; returns its outcome. Unapplied events stay for the sweep.
+
+    ``held``: an attempt this transaction has already updated (and so locked).
+    """
     now = work.now
     try:
-        attempts = _targets(work.session, event)
+        attempts = _targets(work.session, event, held)
     except _Foreign:
         _close(event, now, "foreign")  # forged, or misrouted: confirms nothing
         work.session.add(event)
@@ -206,8 +217,10 @@ def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
         mark_contact_invalid(
             session, attempt.contact_id, event.error_code or "invalid_address", work.now
         )
-    for _ in range(3):  # a lost compare-and-set means the attempt moved: decide again
-        notification = session.get(Notification, attempt.notification_id, populate_existing=True)
+    for retry in range(3):  # a lost compare-and-set means the attempt moved: decide again
+        notification = session.get(
+            Notification, attempt.notification_id, populate_existing=retry > 0
+        )
         assert notification is not None
         transition = on_receipt(
             attempt,
@@ -288,7 +301,7 @@ def _unapplied(work: Work, attempts: list[Attempt]) -> list[ProviderEvent]:
 def apply_waiting(work: Work, attempt: Attempt) -> None:
     """Apply events that arrived before (or while) this attempt was recorded as sent."""
     for event in _unapplied(work, [attempt]):
-        apply(work, event)
+        apply(work, event, held=attempt)
 
 
 def apply_stored(work: Work, notification: Notification) -> int:
