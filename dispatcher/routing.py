@@ -100,7 +100,12 @@ class Router:
         self._sandbox = {c: SandboxProvider(c, sandbox) for c in Channel} if sandbox else {}
 
     def close(self) -> None:
-        """Close the shared HTTP client (its pooled connections)."""
+        """Close what the providers opened themselves (APNs' HTTP/2 client), then the shared
+        HTTP client. Safe to call twice."""
+        for provider in self._providers.values():
+            close = getattr(provider, "close", None)
+            if callable(close):
+                close()
         self._client.close()
 
     @property

@@ -146,7 +146,7 @@ class ApnsProvider:
 
     def accepts(self, recipient: str) -> bool:
         """APNs device tokens only: 64 to 200 hex characters."""
-        return _DEVICE_TOKEN.fullmatch(recipient) is not None
+        return is_device_token(recipient)
 
     def close(self) -> None:
         """Close the HTTP/2 connection this provider opened (not one passed in)."""
@@ -192,6 +192,14 @@ class ApnsProvider:
                 headers={"authorization": f"bearer {token}", **headers},
                 timeout=self._timeout,
             )
+
+
+def is_device_token(recipient: str) -> bool:
+    """Whether ``recipient`` looks like an APNs device token (hex, 64 to 200 characters).
+
+    FCM registration tokens always hold a ``:`` and base64url text, so the two never overlap.
+    """
+    return _DEVICE_TOKEN.fullmatch(recipient) is not None
 
 
 def _signing_key(secret: SecretStr) -> ec.EllipticCurvePrivateKey:

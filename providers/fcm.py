@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Self
 import httpx
 from pydantic import SecretStr, model_validator
 
+from providers.apns import is_device_token
 from providers.base import Channel, Message, ProviderConfig, SendResult
 from providers.errors import (
     InvalidAddressError,
@@ -96,8 +97,9 @@ class FcmProvider:
         )
 
     def accepts(self, recipient: str) -> bool:
-        """Registration tokens only: Web Push subscriptions are JSON objects."""
-        return not recipient.lstrip().startswith("{")
+        """Registration tokens only: not Web Push subscriptions (JSON objects), nor APNs
+        device tokens (plain hex), which FCM would refuse as invalid registration tokens."""
+        return not recipient.lstrip().startswith("{") and not is_device_token(recipient)
 
     def send(self, message: Message) -> SendResult:
         if not message.recipient.strip():
