@@ -4,6 +4,9 @@
 priority order; ``"twilio:3"`` gives a weight (weighted providers share the
 traffic; the others follow in order). A channel with no providers listed is
 served by the sandbox when it is on. Demoted providers move to the back.
+A provider with ``accepts(address)`` only gets the addresses it can send to: on the push
+channel a subscription JSON goes to Web Push, a hex device token to APNs, any other
+token to FCM, whatever the order.
 """
 
 from __future__ import annotations

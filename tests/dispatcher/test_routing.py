@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
+from config.cascades import load_cascades
+from dispatcher.api.app import create_app
+from dispatcher.dispatch import send_attempt
 from dispatcher.health import ProviderHealth
+from dispatcher.publisher import RecordingPublisher
 from dispatcher.routing import Router, RoutingError
+from dispatcher.runtime import Runtime, build_router
 from providers.apns import ApnsProvider
 from providers.base import Channel
+from tests.conftest import AUTH, make_settings
 from tests.simulators import apns, fcm, webpush
+from tests.support.clock import FakeClock
+from tests.support.scenario import EMAIL, put_customer, send, show
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 APNS_TOKEN = "0f" * 32
@@ -133,3 +144,47 @@ def test_worker_process_shutdown_closes_its_runtime(make_router: Any) -> None:
     assert own.is_closed
     assert os.getpid() not in worker._runtime
     worker.close_runtime()  # nothing built: nothing to close
+
+
+def test_apns_token_with_fcm_only_fails_the_step_and_keeps_the_contact(
+    database_url: str, redis_url: str, tmp_path: Path, db_engine: Engine, clock: FakeClock
+) -> None:
+    """Push served by FCM alone, an iPhone's APNs token: nothing is sent to FCM (which would
+    call the token invalid); the step fails with no_provider, the next step goes at once,
+    and the contact stays active for when APNs is configured."""
+    settings = make_settings(
+        database_url,
+        redis_url,
+        tmp_path,
+        channels={"push": ["fcm"]},
+        # An unreachable FCM: a call to it would fail loudly (not sent), not silently pass.
+        providers={"fcm": {"base_url": "http://127.0.0.1:9", **push_settings()["fcm"]}},
+    )
+    router = build_router(settings, None)
+    cascades = load_cascades(settings.cascades_dir, router.available_channels())
+    runtime = Runtime(settings, cascades, db_engine, router, RecordingPublisher(), clock)
+    with TestClient(create_app(runtime), headers=AUTH) as api:
+        contacts = [
+            {"channel": "push", "address": APNS_TOKEN},
+            {"channel": "email", "address": EMAIL},
+        ]
+        put_customer(api, "iphone", contacts=contacts)
+        nid = send(api, "iphone")["id"]
+        publisher = runtime.publisher
+        assert isinstance(publisher, RecordingPublisher)
+        (first,) = [b.attempt_id for b in publisher.published]
+        publisher.published.clear()
+        assert send_attempt(runtime, first) == "failed"
+        view = show(api, nid)
+        push = view["attempts"][0]
+        assert (push["channel"], push["provider"], push["error_code"]) == (
+            "push",
+            None,
+            "no_provider",
+        )
+        assert [a["channel"] for a in view["attempts"]] == ["push", "email"]
+        (push_contact,) = [
+            c for c in api.get("/v1/customers/iphone").json()["contacts"] if c["channel"] == "push"
+        ]
+        assert push_contact["status"] == "active"
+    router.close()
