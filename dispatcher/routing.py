@@ -4,6 +4,9 @@
 priority order; ``"twilio:3"`` gives a weight (weighted providers share the
 traffic; the others follow in order). A channel with no providers listed is
 served by the sandbox when it is on. Demoted providers move to the back.
+A provider with ``accepts(address)`` only gets the addresses it can send to: on the push
+channel a subscription JSON goes to Web Push, a hex device token to APNs, any other
+token to FCM, whatever the order.
 """
 
 from __future__ import annotations
@@ -100,7 +103,12 @@ class Router:
         self._sandbox = {c: SandboxProvider(c, sandbox) for c in Channel} if sandbox else {}
 
     def close(self) -> None:
-        """Close the shared HTTP client (its pooled connections)."""
+        """Close what the providers opened themselves (APNs' HTTP/2 client), then the shared
+        HTTP client. Safe to call twice."""
+        for provider in self._providers.values():
+            close = getattr(provider, "close", None)
+            if callable(close):
+                close()
         self._client.close()
 
     @property

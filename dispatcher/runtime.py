@@ -41,6 +41,10 @@ class Runtime:
     def now(self) -> datetime:
         return self.clock()
 
+    def close(self) -> None:
+        """Close the providers' connections (shared client and their own, e.g. APNs)."""
+        self.router.close()
+
 
 def build_router(settings: Settings, redis_client: object | None) -> Router:
     health = ProviderHealth(

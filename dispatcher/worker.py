@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from config.settings import get_settings
 from dispatcher.db import dispose_all
@@ -42,6 +42,15 @@ def runtime() -> Runtime:
 def _after_fork(**_: Any) -> None:
     dispose_all()
     _runtime.clear()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_runtime(**_: Any) -> None:
+    """Close this process's provider connections (APNs keeps an HTTP/2 one) on the way out."""
+    built = _runtime.pop(os.getpid(), None)
+    if built is not None:
+        built.close()
 
 
 def _register_send(channel: Channel) -> None:

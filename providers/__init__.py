@@ -2,7 +2,8 @@
 
 ``REGISTRY`` is the explicit, readable list of real providers (name -> class).
 Each class declares ``name``, ``channel`` and ``config_model`` and is built as
-``cls(config, client)``; those with callbacks also have ``handle(WebhookRequest)``.
+``cls(config, client)``; those with callbacks also have ``handle(WebhookRequest)``,
+and those that open connections of their own (APNs' HTTP/2 client) have ``close()``.
 The sandbox provider is separate: it serves any channel.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.apns import ApnsProvider
 from providers.fcm import FcmProvider
 from providers.mailgun import MailgunProvider
 from providers.smsru import SmsRuProvider
@@ -23,6 +25,7 @@ from providers.whatsapp import WhatsAppProvider
 
 REGISTRY: dict[str, Any] = {
     "fcm": FcmProvider,
+    "apns": ApnsProvider,
     "webpush": WebPushProvider,
     "telegram": TelegramProvider,
     "whatsapp": WhatsAppProvider,

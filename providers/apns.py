@@ -41,9 +41,14 @@ from providers.errors import (
     NotSentError,
     ProviderConfigError,
     ProviderError,
-    UnknownOutcomeError,
 )
-from providers.http import DEFAULT_TIMEOUT, map_http_errors, quick_retry, retry_after_seconds
+from providers.http import (
+    DEFAULT_TIMEOUT,
+    map_http_errors,
+    quick_retry,
+    retry_after_seconds,
+    server_error,
+)
 
 #: A provider token is replaced after this many seconds (Apple: at least hourly) ...
 TOKEN_REFRESH_AFTER = 50 * 60
@@ -146,7 +151,7 @@ class ApnsProvider:
 
     def accepts(self, recipient: str) -> bool:
         """APNs device tokens only: 64 to 200 hex characters."""
-        return _DEVICE_TOKEN.fullmatch(recipient) is not None
+        return is_device_token(recipient)
 
     def close(self) -> None:
         """Close the HTTP/2 connection this provider opened (not one passed in)."""
@@ -194,6 +199,14 @@ class ApnsProvider:
             )
 
 
+def is_device_token(recipient: str) -> bool:
+    """Whether ``recipient`` looks like an APNs device token (hex, 64 to 200 characters).
+
+    FCM registration tokens always hold a ``:`` and base64url text, so the two never overlap.
+    """
+    return _DEVICE_TOKEN.fullmatch(recipient) is not None
+
+
 def _signing_key(secret: SecretStr) -> ec.EllipticCurvePrivateKey:
     try:
         key = load_pem_private_key(secret.get_secret_value().encode(), password=None)
@@ -237,12 +250,12 @@ def _error(response: httpx.Response) -> ProviderError:
     kind: type[ProviderError]
     if status == 410 or (status == 400 and reason in _BAD_ADDRESS):
         kind = InvalidAddressError
-    elif (status == 400 and reason == "IdleTimeout") or status == 503:
+    elif status == 400 and reason == "IdleTimeout":
         kind = NotSentError  # refused before processing: reconnect and send again
     elif status == 429:
         kind = ProviderConfigError if reason == "TooManyProviderTokenUpdates" else NotSentError
-    elif status >= 500:
-        kind = UnknownOutcomeError
+    elif (error := server_error("apns", response, code=code)) is not None:
+        return error  # 503 ServiceUnavailable/Shutdown not sent; 500 may have been taken
     else:  # 400 on our headers or payload, 403 credentials, 404/405 path, 413 size
         kind = ProviderConfigError
     if kind is NotSentError:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Self
 import httpx
 from pydantic import SecretStr, model_validator
 
+from providers.apns import is_device_token
 from providers.base import Channel, Message, ProviderConfig, SendResult
 from providers.errors import (
     InvalidAddressError,
@@ -27,7 +28,14 @@ from providers.errors import (
     ProviderError,
     UnknownOutcomeError,
 )
-from providers.http import DEFAULT_TIMEOUT, map_http_errors, quick_retry, retry_after_seconds
+from providers.http import (
+    DEFAULT_TIMEOUT,
+    UNAVAILABLE,
+    map_http_errors,
+    quick_retry,
+    retry_after_seconds,
+    server_error,
+)
 from providers.oauth import AccessTokens, ServiceAccount
 
 #: The OAuth scope FCM sends need.
@@ -96,8 +104,9 @@ class FcmProvider:
         )
 
     def accepts(self, recipient: str) -> bool:
-        """Registration tokens only: Web Push subscriptions are JSON objects."""
-        return not recipient.lstrip().startswith("{")
+        """Registration tokens only: not Web Push subscriptions (JSON objects), nor APNs
+        device tokens (plain hex), which FCM would refuse as invalid registration tokens."""
+        return not recipient.lstrip().startswith("{") and not is_device_token(recipient)
 
     def send(self, message: Message) -> SendResult:
         if not message.recipient.strip():
@@ -200,16 +209,16 @@ def _error(response: httpx.Response) -> ProviderError:
     fcm_code, status, text, details = _details(response)
     code = fcm_code or status or str(response.status_code)
     detail = f"fcm: HTTP {response.status_code} {code}"
-    if code == "INVALID_ARGUMENT":
-        kind: type[ProviderError] = (
-            InvalidAddressError if _bad_token(text, details) else ProviderConfigError
-        )
+    if response.status_code == UNAVAILABLE:
+        kind: type[ProviderError] = NotSentError  # the one 503 rule, whatever the errorCode
+    elif code == "INVALID_ARGUMENT":
+        kind = InvalidAddressError if _bad_token(text, details) else ProviderConfigError
     elif code in _ERRORS:
         kind = _ERRORS[code]
-    elif response.status_code in (429, 503):
+    elif response.status_code == 429:
         kind = NotSentError
-    elif response.status_code >= 500:
-        kind = UnknownOutcomeError
+    elif (error := server_error("fcm", response, code=code)) is not None:
+        return error
     else:  # recipient problems always carry an FCM errorCode; the rest is ours
         kind = ProviderConfigError
     if kind is NotSentError:

@@ -5,7 +5,9 @@ first at the top level (the request), then per number (PROVIDERS.md §9b). The
 number is sent as digits only (no ``+``); the message id is
 ``sms[<number>].sms_id``. Every SMS is billed and there is no idempotency key,
 so only codes that say the message was refused are :class:`NotSentError`; a
-server error (500), an HTTP 5xx or a read timeout is :class:`UnknownOutcomeError`.
+server error (``status_code`` 500), an HTTP 5xx other than 503 or a read timeout is
+:class:`UnknownOutcomeError`. An HTTP 503 (from whatever stands in front of SMS.ru)
+is "not sent", as for every provider (:func:`providers.http.server_error`).
 
 Status callbacks are form POSTs with fields ``data[0]``, ``data[1]``, …, each a
 record of lines: ``sms_status``, the sms id, the status code and (not confirmed
@@ -182,15 +184,15 @@ class SmsRuProvider:
 
 
 def _raise_for_http(response: httpx.Response) -> None:
-    """SMS.ru itself always answers 200: anything else came from a proxy or a wrong URL."""
+    """SMS.ru itself always answers 200: anything else came from a proxy or a wrong URL.
+
+    5xx follow the one rule for every provider: 503 not sent, the others unknown.
+    """
     status = response.status_code
     if status == 200:
         return
-    detail = f"smsru: HTTP {status}"
-    if status >= 500:
-        raise UnknownOutcomeError(detail, code=str(status))
     if status in (400, 404, 405) or status < 400:
-        raise ProviderConfigError(detail, code=str(status))
+        raise ProviderConfigError(f"smsru: HTTP {status}", code=str(status))
     raise_for_status_class("smsru", response)
 
 

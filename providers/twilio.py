@@ -3,9 +3,10 @@
 A send is a form POST with HTTP Basic ``AccountSid:AuthToken`` (PROVIDERS.md §9a).
 Every SMS is billed and Twilio has no idempotency key, so only an answer that
 proves the message was refused (a 4xx, 429 "too many requests", or 503 "service
-unavailable", which by HTTP's definition means the request was not handled) is
-anything but :class:`UnknownOutcomeError`: another 5xx or a read timeout may have
-queued it.
+unavailable", which by HTTP's definition means the request was not handled: the one
+rule of :func:`providers.http.server_error`) is anything but
+:class:`UnknownOutcomeError`: another 5xx or a read timeout may have queued it (Twilio
+error 20500: "retrying may deliver multiple messages").
 
 ``StatusCallback`` is ``status_callback_url`` plus ``ref=<attempt id>``, so a
 callback can be matched to its attempt before the ``sid`` is stored. Callbacks
@@ -47,7 +48,7 @@ from providers.errors import (
     UnknownOutcomeError,
     WebhookSignatureError,
 )
-from providers.http import map_http_errors, quick_retry, retry_after_seconds
+from providers.http import map_http_errors, quick_retry, retry_after_seconds, server_error
 
 SIGNATURE_HEADER = "x-twilio-signature"
 
@@ -211,11 +212,11 @@ def _error(response: httpx.Response, answer: dict[str, object] | None) -> Provid
     code = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
     label = str(code or status)
     detail = f"twilio: HTTP {status} code {label}"
-    if status in (429, 503) or code in (20429, 20503):
-        # Refused before processing (RFC 9110 §15.6.4): safe to retry or fail over.
+    if status == 429 or code in (20429, 20503):
+        # Refused before processing: safe to retry or fail over.
         return NotSentError(detail, code=label, retry_after=retry_after_seconds(response))
-    if status >= 500:
-        return UnknownOutcomeError(detail, code=label)  # may have been queued and billed
+    if (error := server_error("twilio", response, code=label)) is not None:
+        return error  # 503 not sent; another 5xx may have been queued and billed
     if code in CODE_ERRORS:
         return CODE_ERRORS[code](detail, code=label)
     if status in (401, 403, 404) or status < 400:

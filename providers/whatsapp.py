@@ -45,6 +45,7 @@ from providers.errors import (
     WebhookSignatureError,
 )
 from providers.http import (
+    UNAVAILABLE,
     map_http_errors,
     quick_retry,
     raise_for_status_class,
@@ -201,7 +202,8 @@ def _graph_error(
     code = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
     label = str(code if code is not None else response.status_code)
     title = f"whatsapp: Graph error {label}"
-    if code in NOT_SENT_CODES or response.status_code == 429:
+    # 503 is "not sent" whatever the code says: the one rule of providers/http.py.
+    if code in NOT_SENT_CODES or response.status_code in (429, UNAVAILABLE):
         return NotSentError(
             f"{title} (throttled or unavailable)",
             code=label,

@@ -12,8 +12,19 @@ import pytest
 
 from dispatcher.migrate import upgrade
 from tests.e2e.world import World, world
-from tests.simulators import fcm, mailgun, smsru, telegram, twilio, viber, vk, webpush, whatsapp
-from tests.simulators.server import serve
+from tests.simulators import (
+    apns,
+    fcm,
+    mailgun,
+    smsru,
+    telegram,
+    twilio,
+    viber,
+    vk,
+    webpush,
+    whatsapp,
+)
+from tests.simulators.server import serve, serve_h2
 from tests.simulators.smtp import SmtpSim
 from tests.support.scenario import PHONE
 from tests.support.waiting import wait_until
@@ -112,6 +123,50 @@ def test_fcm_push_read_confirmed_by_the_app(db: str, redis_url: str, tmp_path: P
             assert data["attempt_id"] == attempt["id"]
             assert attempt["provider_message_id"].startswith("projects/")
             app_confirms(w, data)
+            assert finished(w, nid, "read")["attempts"][0]["state"] == "read"
+
+
+def test_apns_push_over_http2_read_confirmed_by_the_app(db: str, redis_url: str, tmp_path: Path):
+    """APNs beside FCM on the push channel: the hex device token goes to APNs over HTTP/2
+    (h2c simulator checking the ES256 provider token), and the app confirms with the receipt
+    token it found in the payload."""
+    key = apns.make_key()
+    account = fcm.make_service_account()
+    sim = apns.create_app(key, topic="com.example.shop")
+    fcm_sim = fcm.create_app(account)
+    with serve_h2(sim) as url, serve(fcm_sim) as fcm_url:
+        providers = {
+            "fcm": {
+                "base_url": fcm_url,
+                "service_account_json": account.key_json(token_uri=f"{fcm_url}/token"),
+            },
+            "apns": {
+                "base_url": url,
+                "team_id": key.team_id,
+                "key_id": key.key_id,
+                "private_key": key.private_key_pem,
+                "topic": "com.example.shop",
+            },
+        }
+        with world(
+            database_url=db,
+            redis_url=redis_url,
+            data=tmp_path,
+            channels={"push": ["fcm", "apns"]},
+            providers=providers,
+        ) as w:
+            device = "a1" * 32
+            nid = notify(w, "i1", [{"channel": "push", "address": device}])
+            attempt = sent_attempt(w, nid)
+            assert attempt["provider"] == "apns"
+            (sent,) = sim.apns.sent
+            assert sent["device_token"] == device
+            assert sent["http_version"] == "2"
+            assert attempt["provider_message_id"] == sent["apns_id"]
+            assert sent["payload"]["aps"]["alert"] == {"title": "Parcel", "body": "At the door"}
+            assert sent["payload"]["attempt_id"] == attempt["id"]
+            assert fcm_sim.fcm.sends == []
+            app_confirms(w, sent["payload"])
             assert finished(w, nid, "read")["attempts"][0]["state"] == "read"
 
 

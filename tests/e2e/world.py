@@ -80,6 +80,7 @@ def world(
         env[f"CASCADE_{key.upper()}"] = str(value)
     log = data / "worker.log"
     with ExitStack() as stack:
+        stack.callback(runtime.close)  # last: after the API server has stopped
         stack.enter_context(serve(create_app(runtime), port))
         worker = start_worker(env, log, f"world-{port}")
         stack.callback(stop, worker)

@@ -351,6 +351,19 @@ def test_accepts_tokens_but_not_web_push_subscriptions(
     assert not provider.accepts('{"endpoint": "https://push.example/x", "keys": {}}')
 
 
+def test_accepts_leaves_apns_device_tokens_to_apns(
+    make: Callable[..., tuple[FcmProvider, Fake]],
+) -> None:
+    """64+ hex characters are an APNs device token, which FCM cannot send to: not FCM's."""
+    provider, _ = make()
+    for apns_token in ("ab" * 32, "AB" * 32, "0f" * 50):
+        assert not provider.accepts(apns_token)
+    # Real FCM tokens: an instance id, a colon, then a long base64url part.
+    fcm = "cR1rXv8YTk2yX3Q0q7bPjS:APA91bH" + "x_-9" * 35
+    for token in (fcm, "a" * 63, "ab" * 32 + ":APA91b", "g" + "a" * 63):
+        assert provider.accepts(token)
+
+
 # --- against the simulator, over real HTTP ------------------------------------------
 
 

@@ -194,6 +194,7 @@ def test_status_code_is_kept(make: Callable[..., Any]) -> None:
     [
         (502, UnknownOutcomeError, 1),
         (500, UnknownOutcomeError, 1),
+        (503, NotSentError, 3),  # the one rule: 503 was not processed
         (404, ProviderConfigError, 1),
         (401, ProviderConfigError, 1),
         (429, NotSentError, 3),
@@ -206,7 +207,8 @@ def test_http_errors_from_in_front_of_smsru(
     error: type[ProviderError],
     calls: int,
 ) -> None:
-    """A non-200 came from a proxy or a wrong URL: 5xx unknown, 404 config, 429 not sent."""
+    """A non-200 came from a proxy or a wrong URL: 503 and 429 not sent, other 5xx unknown,
+    404 config."""
     provider, seen = make(httpx.Response(status, content=b"<html></html>"))
     with pytest.raises(error):
         provider.send(MESSAGE)
