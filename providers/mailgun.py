@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import SecretStr
 
+from providers._messaging import json_object
 from providers.base import (
     Channel,
     Message,
@@ -108,10 +108,14 @@ class MailgunProvider:
 
     def handle(self, request: WebhookRequest) -> WebhookReply:
         """Verify one event callback and turn it into at most one receipt event."""
-        body = _json(request.body)
+        body = json_object(request.body)
+        if body is None:
+            return WebhookReply(status_code=400, body="not a JSON object")
         self._verify(body.get("signature"), request.received_at or datetime.now(UTC))
         data = body.get("event-data")
-        event = _event(data) if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return WebhookReply(status_code=400, body="event-data is not an object")
+        event = _event(data)
         return WebhookReply(body="ok", events=(event,) if event else ())
 
     def _verify(self, signature: object, now: datetime) -> None:
@@ -206,8 +210,4 @@ def _dict(value: object) -> dict[str, Any]:
 
 
 def _json(content: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return _dict(value)
+    return json_object(content) or {}
