@@ -361,3 +361,82 @@ def test_telegram_secret_header_is_required(
             )
             status = api.post("/v1/webhooks/telegram", content=body, headers=headers).status_code
             assert status == (200 if secret == "tg-secret-123" else 403)
+
+
+PATH_MAILGUN = "/v1/webhooks/mailgun"
+MAILGUN_ONLY = pytest.mark.parametrize(
+    "setup", [c for c in CASES if c.name == "mailgun"], ids=["mailgun"], indirect=True
+)
+
+
+def _mailgun_post(setup: Setup, event: dict[str, Any]) -> int:
+    return post(
+        setup, {"Content-Type": "application/json"}, json.dumps(event).encode(), PATH_MAILGUN
+    )
+
+
+@MAILGUN_ONLY
+def test_mailgun_token_reused_with_forged_event_data_is_refused(setup: Setup):
+    """A captured signature (it covers only timestamp + token) carries no other event-data."""
+    # Given a genuine, uninteresting event whose signature an attacker captured
+    genuine = mailgun.signed_event(
+        "signing-key-sim", event="accepted", message_id="other@mg", reference=None
+    )
+    assert _mailgun_post(setup, genuine) == 200
+    # When the same signature arrives with event-data that would finish our notification
+    forged = mailgun.signed_event(
+        "signing-key-sim",
+        event="delivered",
+        message_id=setup.attempt["provider_message_id"],
+        reference=setup.attempt["id"],
+    )
+    forged["signature"] = genuine["signature"]
+    # Then it is refused and nothing changes
+    assert _mailgun_post(setup, forged) == 403
+    assert show(setup.api, setup.nid)["state"] == "in_progress"
+    assert show(setup.api, setup.nid)["attempts"][0]["state"] == "sent"
+
+
+@MAILGUN_ONLY
+def test_mailgun_identical_redelivery_is_acknowledged_once(setup: Setup):
+    """Mailgun retries a delivery whose answer it missed: 200 again, applied once."""
+    event = mailgun.signed_event(
+        "signing-key-sim",
+        event="delivered",
+        message_id=setup.attempt["provider_message_id"],
+        reference=setup.attempt["id"],
+    )
+    assert _mailgun_post(setup, event) == 200
+    view = show(setup.api, setup.nid)
+    assert view["state"] == "delivered"
+    assert _mailgun_post(setup, event) == 200
+    assert len(show(setup.api, setup.nid)["events"]) == len(view["events"])
+
+
+@MAILGUN_ONLY
+def test_mailgun_tokens_are_forgotten_once_stale(setup: Setup, clock: FakeClock):
+    """Stored tokens are deleted when their timestamps could no longer be accepted."""
+    from sqlmodel import Session, select
+
+    from dispatcher.models import WebhookNonce
+
+    def tokens() -> set[str]:
+        with Session(setup.runtime.engine) as session:
+            return {row.nonce for row in session.exec(select(WebhookNonce)).all()}
+
+    stamp = int(clock.current.timestamp())
+    old = mailgun.signed_event(
+        "signing-key-sim", event="accepted", message_id="m@mg", reference=None, timestamp=stamp
+    )
+    assert _mailgun_post(setup, old) == 200
+    assert old["signature"]["token"] in tokens()
+    clock.advance(16 * 60)
+    new = mailgun.signed_event(
+        "signing-key-sim",
+        event="accepted",
+        message_id="m@mg",
+        reference=None,
+        timestamp=int(clock.current.timestamp()),
+    )
+    assert _mailgun_post(setup, new) == 200
+    assert tokens() == {new["signature"]["token"]}

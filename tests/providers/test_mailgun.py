@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -411,3 +412,18 @@ def test_sim_callback_with_wrong_key_is_refused(
         answer = control.post(f"{mailgun.config.base_url}/_sim/callback", json=spec).json()
     assert answer["status_code"] == 401
     assert (received.events, received.refused) == ([], [401])
+
+
+def test_reply_carries_the_token_as_a_nonce(make: Callable[..., Any]) -> None:
+    """The token comes back as a nonce, valid until its timestamp goes stale, with the body's
+    digest, so the dispatcher can refuse the same token with another payload."""
+    provider, _ = make()
+    body = _event("delivered", timestamp=int(NOW.timestamp()) - 60)
+    request = _request(body)
+    nonce = provider.handle(request).nonce
+    assert nonce is not None
+    assert nonce.value == body["signature"]["token"]
+    assert nonce.expires_at == NOW.replace(microsecond=0) - timedelta(seconds=60) + timedelta(
+        minutes=15
+    )
+    assert nonce.fingerprint == hashlib.sha256(request.body).hexdigest()
