@@ -440,3 +440,52 @@ def test_mailgun_tokens_are_forgotten_once_stale(setup: Setup, clock: FakeClock)
     )
     assert _mailgun_post(setup, new) == 200
     assert tokens() == {new["signature"]["token"]}
+
+
+def test_telegram_press_naming_another_attempt_confirms_nothing(
+    database_url: str, redis_url: str, tmp_path: Path, db_engine: Engine, clock: FakeClock
+):
+    """``ack:<SMS attempt id>`` sent by a Telegram client (no MAC) does not mark the SMS read."""
+    settings = make_settings(
+        database_url,
+        redis_url,
+        tmp_path,
+        channels={"telegram": ["telegram"]},
+        providers={"telegram": {"token": telegram.TOKEN, "webhook_secret": "tg-secret-123"}},
+    )
+    router = build_router(settings, None)
+    ack_key = router.provider("telegram").config.ack_key.get_secret_value()
+    assert ack_key not in ("", "test-receipt-secret", "tg-secret-123")  # a key of its own
+    runtime = Runtime(
+        settings,
+        load_cascades(settings.cascades_dir, router.available_channels()),
+        db_engine,
+        router,
+        RecordingPublisher(),
+        clock,
+    )
+    with TestClient(create_app(runtime), headers=AUTH) as api:
+        # Given an SMS (sandbox) that was sent and waits for its delivery report
+        contacts = [{"channel": "sms", "address": PHONE}]
+        assert api.put("/v1/customers/t1", json={"contacts": contacts}).status_code == 200
+        nid = api.post(
+            "/v1/notifications",
+            json={"customer_id": "t1", "cascade": "basic", "content": {"text": "hi"}},
+        ).json()["id"]
+        publisher = runtime.publisher
+        assert isinstance(publisher, RecordingPublisher)
+        assert send_attempt(runtime, publisher.published[0].attempt_id) == "sent"
+        sms = show(api, nid)["attempts"][0]
+        assert sms["channel"] == "sms"
+        # When a Telegram client sends callback data naming that attempt
+        headers, body = telegram.callback_update(
+            secret="tg-secret-123", chat_id=1, message_id=2, data=f"ack:{sms['id']}"
+        )
+        response = api.post("/v1/webhooks/telegram", content=body, headers=headers)
+        # Then the press is answered, and the SMS is untouched
+        assert response.status_code == 200
+        assert response.json()["method"] == "answerCallbackQuery"
+        view = show(api, nid)
+        assert view["state"] == "in_progress"
+        assert view["attempts"][0]["state"] == "sent"
+    router.close()
