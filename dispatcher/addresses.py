@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from urllib.parse import urlsplit
@@ -50,10 +51,24 @@ def _push(address: str) -> str:
             raise AddressError(
                 "a Web Push subscription needs endpoint and keys.p256dh/keys.auth"
             ) from None
+        if endpoint.scheme == "https" and _non_public_ip(endpoint.hostname or ""):
+            # Cheap SSRF guard; names are resolved and checked by the provider at send time.
+            # (Plain-http endpoints only work in local test setups and are checked there.)
+            raise AddressError("a Web Push endpoint must not be a private or local address")
         return address
     if not _FCM_TOKEN.match(address):
         raise AddressError("expected a device token (32-4096 URL-safe characters)")
     return address
+
+
+def _non_public_ip(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
 
 
 def _integer_id(address: str, *, allow_negative: bool) -> str:

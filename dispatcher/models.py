@@ -205,3 +205,18 @@ class ProviderEvent(SQLModel, table=True):
     applied_at: datetime | None = utc_column()
     attempt_id: str | None = Field(default=None, max_length=36)
     outcome: str | None = Field(default=None, max_length=32)
+
+
+class WebhookNonce(SQLModel, table=True):
+    """A one-time value of a signed callback (Mailgun's ``token``), kept while it is fresh.
+
+    The primary key makes a second callback with the same value fail to insert, in
+    the transaction that applies the first one's receipts (:mod:`dispatcher.nonces`).
+    """
+
+    __tablename__ = "webhook_nonce"
+
+    provider: str = Field(primary_key=True, max_length=32)
+    nonce: str = Field(primary_key=True, max_length=128)
+    fingerprint: str = Field(max_length=64)  #: SHA-256 of the body it arrived with
+    expires_at: datetime = utc_column(index=True, nullable=False)

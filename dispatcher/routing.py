@@ -11,6 +11,8 @@ token to FCM, whatever the order.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -75,6 +77,7 @@ class Router:
         client: httpx.Client,
         health: ProviderHealth,
         public_url: str = "",
+        receipt_secret: str = "",
     ) -> None:
         self._routes = parse_routes(channels)
         self._health = health
@@ -91,6 +94,9 @@ class Router:
                 raw.setdefault(
                     "status_callback_url", f"{public_url.rstrip('/')}/v1/webhooks/{name}"
                 )
+            if "ack_key" in cls.config_model.model_fields and receipt_secret:
+                # Buttons that confirm reading carry a MAC made with a key of their own.
+                raw.setdefault("ack_key", _derived_key(receipt_secret, f"{name}-ack"))
             try:
                 config = cls.config_model.model_validate(raw)
             except ValidationError as exc:
@@ -148,6 +154,10 @@ class Router:
         config = getattr(provider, "config", None) or getattr(provider, "_config", None)
         cost = getattr(config, "cost", None)
         return float(cost) if cost else None
+
+
+def _derived_key(secret: str, purpose: str) -> str:
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
 def _accepts(provider: Any, recipient: str) -> bool:

@@ -60,6 +60,7 @@ def build_router(settings: Settings, redis_client: object | None) -> Router:
         client=make_client(),
         health=health,
         public_url=settings.public_url,
+        receipt_secret=settings.effective_receipt_secret,
     )
 
 

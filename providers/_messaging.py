@@ -29,11 +29,12 @@ def json_object(content: bytes) -> dict[str, Any] | None:
     """The body as a JSON object, or None when it is not one.
 
     Python parses JSON integers exactly (no float detour), so 64-bit ids such as
-    Viber's ``message_token`` survive intact.
+    Viber's ``message_token`` survive intact. Deep nesting (``[[[...`` from anyone
+    who can reach the webhook) raises RecursionError inside the parser: also None.
     """
     try:
         value = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

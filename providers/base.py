@@ -155,6 +155,22 @@ class WebhookRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Nonce:
+    """A one-time value of a verified callback, to be refused if it comes again.
+
+    For providers whose signature does not cover the payload (Mailgun signs only
+    ``timestamp + token``): the dispatcher stores ``value`` until ``expires_at``
+    (when the signature's timestamp is refused anyway) in the transaction that
+    applies the callback. ``fingerprint`` identifies the body it arrived with, so
+    an identical redelivery can be told from a forged payload under a captured token.
+    """
+
+    value: str
+    expires_at: datetime
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookReply:
     """What to answer the provider, and the receipts its callback carried."""
 
@@ -162,6 +178,7 @@ class WebhookReply:
     body: str = ""
     media_type: str = "text/plain"
     events: tuple[ReceiptEvent, ...] = ()
+    nonce: Nonce | None = None  #: refuse another callback carrying the same value
 
 
 @runtime_checkable

@@ -4,25 +4,29 @@ Sends carry ``v:cascade_reference`` so that events can be matched to the attempt
 before the provider message id is stored. Events are signed inside the body:
 ``signature = hex(HMAC-SHA256(signing key, timestamp + token))``. A timestamp
 further than ``max_age`` from the time we received the callback is refused, so
-a captured callback cannot be replayed later; within that window the
-dispatcher's deduplication on ``event-data.id`` makes a replay harmless.
+a captured callback cannot be replayed later. The signature does not cover
+``event-data``: within that window a captured token could carry any payload, so
+every reply returns the token as a :class:`~providers.base.Nonce` and the
+dispatcher refuses a token it has seen with another body (as Mailgun advises).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
 
+from providers._messaging import json_object
 from providers.base import (
     Channel,
     Message,
+    Nonce,
     ProviderConfig,
     ReceiptEvent,
     ReceiptKind,
@@ -108,13 +112,19 @@ class MailgunProvider:
 
     def handle(self, request: WebhookRequest) -> WebhookReply:
         """Verify one event callback and turn it into at most one receipt event."""
-        body = _json(request.body)
-        self._verify(body.get("signature"), request.received_at or datetime.now(UTC))
+        body = json_object(request.body)
+        if body is None:
+            return WebhookReply(status_code=400, body="not a JSON object")
+        nonce = self._verify(body.get("signature"), request.received_at or datetime.now(UTC))
         data = body.get("event-data")
-        event = _event(data) if isinstance(data, dict) else None
-        return WebhookReply(body="ok", events=(event,) if event else ())
+        if not isinstance(data, dict):
+            return WebhookReply(status_code=400, body="event-data is not an object")
+        event = _event(data)
+        fingerprinted = replace(nonce, fingerprint=hashlib.sha256(request.body).hexdigest())
+        return WebhookReply(body="ok", events=(event,) if event else (), nonce=fingerprinted)
 
-    def _verify(self, signature: object, now: datetime) -> None:
+    def _verify(self, signature: object, now: datetime) -> Nonce:
+        """Check the signature and its age; return its token, valid until the age runs out."""
         key = self.config.webhook_signing_key
         if key is None:
             raise WebhookSignatureError("mailgun: no webhook signing key configured")
@@ -134,6 +144,7 @@ class MailgunProvider:
             raise WebhookSignatureError("mailgun: bad timestamp", status_code=403) from None
         if abs(now - signed_at) > self.config.max_age:
             raise WebhookSignatureError("mailgun: stale signature timestamp", status_code=403)
+        return Nonce(str(token), expires_at=signed_at + self.config.max_age, fingerprint="")
 
 
 def _raise_for_error(response: httpx.Response) -> None:
@@ -206,8 +217,4 @@ def _dict(value: object) -> dict[str, Any]:
 
 
 def _json(content: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return _dict(value)
+    return json_object(content) or {}

@@ -1,10 +1,15 @@
 """Telegram Bot API: ``sendMessage``, and "Got it" button presses as read receipts.
 
 The Bot API reports no delivery or read status. A message carries an inline
-button whose ``callback_data`` is ``ack:<reference>``; pressing it makes Telegram
-POST a ``callback_query`` update to our webhook, which becomes a READ receipt for
-that attempt. The webhook is authenticated by the ``secret_token`` given to
-``setWebhook``, echoed in ``X-Telegram-Bot-Api-Secret-Token``.
+button whose ``callback_data`` is ``ack:<reference>:<mac>``; pressing it makes
+Telegram POST a ``callback_query`` update to our webhook, which becomes a READ
+receipt for that attempt. The webhook is authenticated by the ``secret_token``
+given to ``setWebhook``, echoed in ``X-Telegram-Bot-Api-Secret-Token``.
+
+A client can send any ``callback_data``, not only what is on a button, so the
+payload carries a MAC of the reference (truncated HMAC-SHA256 with ``ack_key``,
+96 bits, so ``ack:<uuid>:<mac>`` is 57 of Telegram's 64 bytes). A press whose
+MAC is missing or wrong is answered (the client stops spinning) and confirms nothing.
 
 The bot token is part of the URL path, so URLs never go into exceptions, and a
 log filter masks it in httpx's own request log line.
@@ -12,6 +17,9 @@ log filter masks it in httpx's own request log line.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -43,6 +51,8 @@ from providers.http import map_http_errors, quick_retry, raise_for_status_class
 
 WEBHOOK_HEADER = "x-telegram-bot-api-secret-token"
 ACK_PREFIX = "ack:"
+#: base64url characters of the HMAC-SHA256 kept in ``callback_data`` (96 bits).
+MAC_CHARS = 16
 #: Telegram refuses ``callback_data`` longer than this many bytes.
 MAX_CALLBACK_DATA = 64
 #: 400 descriptions that mean the chat id is wrong or unknown to the bot.
@@ -56,6 +66,9 @@ class TelegramConfig(ProviderConfig):
     base_url: str = "https://api.telegram.org"
     token: SecretStr
     webhook_secret: SecretStr | None = None
+    #: Signs the button's payload; the router derives one from the receipt secret.
+    #: Without it the webhook secret signs; without both no button is sent.
+    ack_key: SecretStr | None = None
     ack_button: str | None = "✅ Got it"  #: None sends no button (no read receipts)
     ack_reply: str = "Thanks!"  #: the toast shown after the button is pressed
 
@@ -103,8 +116,9 @@ class TelegramProvider:
         if re.fullmatch(r"-?\d{1,20}", message.recipient):
             chat = int(message.recipient)
         payload: dict[str, Any] = {"chat_id": chat, "text": message.text}
-        data = ACK_PREFIX + message.reference
-        if self.config.ack_button and len(data.encode()) <= MAX_CALLBACK_DATA:
+        key = self._ack_key()
+        data = ack_data(key, message.reference) if key else ""
+        if self.config.ack_button and data and len(data.encode()) <= MAX_CALLBACK_DATA:
             button = {"text": self.config.ack_button, "callback_data": data}
             payload["reply_markup"] = {"inline_keyboard": [[button]]}
         return payload
@@ -176,7 +190,9 @@ class TelegramProvider:
         # Answering in the webhook reply stops the button's spinner without a second call.
         answer = {"method": "answerCallbackQuery", "callback_query_id": query_id}
         data = query.get("data")
-        if not isinstance(data, str) or not data.startswith(ACK_PREFIX):
+        key = self._ack_key()
+        reference = verified_reference(key, data) if key and isinstance(data, str) else None
+        if reference is None:  # not our button, or a payload no button of ours carried
             return WebhookReply(body=json.dumps(answer), media_type="application/json")
         answer["text"] = self.config.ack_reply
         event = ReceiptEvent(
@@ -184,11 +200,35 @@ class TelegramProvider:
             event_id=f"callback_query:{query_id}",
             kind=ReceiptKind.READ,
             provider_message_id=_message_id(query.get("message")),
-            reference=data[len(ACK_PREFIX) :] or None,
+            reference=reference,
             recipient=_user_id(query.get("from")),
             occurred_at=request.received_at,
         )
         return WebhookReply(body=json.dumps(answer), media_type="application/json", events=(event,))
+
+    def _ack_key(self) -> bytes | None:
+        secret = self.config.ack_key or self.config.webhook_secret
+        return secret.get_secret_value().encode() if secret else None
+
+
+def ack_data(key: bytes, reference: str) -> str:
+    """The button's ``callback_data``: ``ack:<reference>:<mac>``."""
+    return f"{ACK_PREFIX}{reference}:{_mac(key, reference)}"
+
+
+def verified_reference(key: bytes, data: str) -> str | None:
+    """The reference in ``data`` if its MAC is right, else None."""
+    if not data.startswith(ACK_PREFIX):
+        return None
+    reference, _, mac = data[len(ACK_PREFIX) :].rpartition(":")
+    if not reference or not hmac.compare_digest(mac.encode(), _mac(key, reference).encode()):
+        return None
+    return reference
+
+
+def _mac(key: bytes, reference: str) -> str:
+    digest = hmac.new(key, f"telegram-ack:{reference}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:MAC_CHARS]
 
 
 def _message_id(message: object) -> str | None:

@@ -7,13 +7,21 @@ our receipts endpoint itself: Web Push has no webhook.
 
 ``Topic`` is derived from the attempt's idempotency key, so a resend after an
 unknown outcome replaces an undelivered copy instead of stacking a second one.
+
+The endpoint comes from API input, so before each send its host is resolved and
+every address checked: a private, loopback, link-local, shared, multicast or
+reserved target is refused as an invalid address, and no request is made
+(SSRF). ``allow_private_endpoints`` or ``allowed_networks`` admit a self-hosted
+push service. The request may resolve the name again (DNS rebinding is not pinned).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -62,6 +70,15 @@ class WebPushConfig(ProviderConfig):
     ttl: int = 86400  #: seconds the push service keeps an undelivered message
     urgency: Literal["very-low", "low", "normal", "high"] = "high"
     allow_insecure_endpoints: bool = False  #: accept http:// endpoints (local tests only)
+    allow_private_endpoints: bool = False  #: skip the public-address check (local tests only)
+    allowed_networks: tuple[str, ...] = ()  #: CIDRs admitted though not public (own push service)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
     @field_validator("vapid_subject")
     @classmethod
@@ -84,10 +101,13 @@ class WebPushProvider:
         client: httpx.Client,
         *,
         clock: Callable[[], float] = time.time,
+        resolver: Resolver | None = None,
     ) -> None:
         self.config = config
         self._client = client
         self._clock = clock
+        self._resolve = resolver or resolve
+        self._allowed = [ipaddress.ip_network(n, strict=False) for n in config.allowed_networks]
         self._key = load_vapid_key(config.vapid_private_key.get_secret_value())
         self._public = b64url(
             self._key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
@@ -102,6 +122,7 @@ class WebPushProvider:
 
     def send(self, message: Message) -> SendResult:
         endpoint, p256dh, auth = self._subscription(message.recipient)
+        self._check_target(endpoint)
         plaintext = json.dumps(_payload(message), separators=(",", ":")).encode()
         if len(plaintext) > MAX_PLAINTEXT:
             raise RejectedError("webpush: payload too large", code="payload_too_large")
@@ -159,11 +180,41 @@ class WebPushProvider:
             ) from None
         parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
         schemes = ("https", "http") if self.config.allow_insecure_endpoints else ("https",)
-        if parts is None or parts.scheme not in schemes or not parts.hostname:
+        try:
+            port_ok = parts is not None and (parts.port or 1) > 0
+        except ValueError:
+            port_ok = False
+        if parts is None or parts.scheme not in schemes or not parts.hostname or not port_ok:
             raise InvalidAddressError("webpush: unusable endpoint", code="bad_endpoint")
         if len(p256dh) != 65 or len(auth) != 16:
             raise InvalidAddressError("webpush: unusable subscription keys", code="bad_keys")
         return endpoint, p256dh, auth
+
+    def _check_target(self, endpoint: str) -> None:
+        """Refuse endpoints that resolve to any non-public address (no request is made)."""
+        if self.config.allow_private_endpoints:
+            return
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        try:
+            addresses = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                addresses = self._resolve(host, parts.port or 443)
+            except (OSError, UnicodeError):
+                raise NotSentError("webpush: endpoint host did not resolve", code="dns") from None
+        if not addresses or any(not self._permitted(a) for a in addresses):
+            raise InvalidAddressError(
+                "webpush: endpoint is not a public address", code="forbidden_endpoint"
+            )
+
+    def _permitted(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.partition("%")[0])  # drop an IPv6 zone id
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in self._allowed):
+            return True
+        return ip.is_global and not ip.is_multicast
 
     def _vapid(self, endpoint: str) -> str:
         parts = urlsplit(endpoint)
@@ -175,6 +226,15 @@ class WebPushProvider:
         }
         token = jwt.encode(claims, self._key, algorithm="ES256")
         return f"vapid t={token}, k={self._public}"
+
+
+Resolver = Callable[[str, int], list[str]]
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (IPv4 and IPv6)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 def _payload(message: Message) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from config.settings import get_settings
-from dispatcher.api import customers, notifications, problems, receipts, system
+from dispatcher.api import access_log, customers, notifications, problems, receipts, system
 from dispatcher.api.deps import KeyRing
 from dispatcher.api.limits import BodyLimit
 from dispatcher.publisher import CeleryPublisher
@@ -20,6 +20,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         version="0.1.0",
     )
     app.state.runtime = runtime
+    access_log.install()  # webhook secrets in query strings never reach the access log
     app.state.keyring = KeyRing(runtime.settings.effective_api_keys)
     problems.install(app)
     for module in (notifications, customers, receipts, system):

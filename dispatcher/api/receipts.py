@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
@@ -11,14 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from dispatcher.api.deps import RuntimeDep, SessionDep, authenticate
 from dispatcher.api.problems import Problem
 from dispatcher.models import Attempt, Notification
+from dispatcher.nonces import Claim, claim
 from dispatcher.publisher import Doorbell
 from dispatcher.receipts import ingest
 from dispatcher.schemas import ReceiptIn, ReceiptOut
 from dispatcher.tokens import check_receipt_token
-from providers.base import ReceiptEvent, ReceiptKind, WebhookRequest
+from providers.base import ReceiptEvent, ReceiptKind, WebhookReply, WebhookRequest
 from providers.errors import WebhookSignatureError
 
 router = APIRouter(prefix="/v1", tags=["receipts"])
+log = logging.getLogger("dispatcher.api.webhooks")
 
 
 @router.post("/receipts", response_model=ReceiptOut)
@@ -105,14 +108,40 @@ async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> Respo
         reply = receiver.handle(incoming)
     except WebhookSignatureError as exc:
         raise Problem(exc.status_code, "Invalid signature", str(exc)) from None
-    if reply.events:
-        await run_in_threadpool(_ingest_events, runtime, list(reply.events))
+    except _UNREADABLE as exc:
+        # A receiver tripped over a body it could not read: the sender's fault, not ours.
+        log.warning("unreadable %s callback (%s)", provider, type(exc).__name__)
+        raise _refused(400, "the body could not be read") from None
+    if reply.status_code >= 400:
+        raise _refused(reply.status_code, reply.body)
+    if reply.events or reply.nonce:
+        claimed = await run_in_threadpool(_ingest_events, runtime, provider, reply)
+        if claimed is Claim.REPLAY:
+            raise Problem(403, "Replayed callback", f"{provider}: this signature was used before")
     return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)
 
 
-def _ingest_events(runtime: RuntimeDep, events: list[ReceiptEvent]) -> None:
+#: What parsing a hostile body can raise (UnicodeDecodeError is a ValueError); a 400, never a 500.
+_UNREADABLE = (RecursionError, ValueError, TypeError, LookupError, AttributeError)
+_TITLES = {400: "Malformed callback", 404: "Not found", 405: "Method not allowed"}
+
+
+def _refused(status: int, detail: str) -> Problem:
+    """A receiver's refusal as problem JSON; a 400 names the body as the field at fault."""
+    errors = [{"field": "(body)", "message": detail or "malformed"}] if status == 400 else None
+    return Problem(status, _TITLES.get(status, "Refused"), detail or None, errors=errors)
+
+
+def _ingest_events(runtime: RuntimeDep, provider: str, reply: WebhookReply) -> Claim:
+    """Store the callback's nonce (if any) and its receipts in one transaction."""
     bells: list[Doorbell] = []
+    now = runtime.now()
     with Session(runtime.engine, expire_on_commit=False) as session:
-        ingest(session, events, runtime.now(), bells)
+        if reply.nonce is not None:
+            claimed = claim(session, provider, reply.nonce, now)
+            if claimed is not Claim.NEW:
+                return claimed  # nothing applied: a redelivery, or a forgery
+        ingest(session, list(reply.events), now, bells)
         session.commit()
     runtime.publisher.publish(bells)
+    return Claim.NEW

@@ -361,3 +361,131 @@ def test_telegram_secret_header_is_required(
             )
             status = api.post("/v1/webhooks/telegram", content=body, headers=headers).status_code
             assert status == (200 if secret == "tg-secret-123" else 403)
+
+
+PATH_MAILGUN = "/v1/webhooks/mailgun"
+MAILGUN_ONLY = pytest.mark.parametrize(
+    "setup", [c for c in CASES if c.name == "mailgun"], ids=["mailgun"], indirect=True
+)
+
+
+def _mailgun_post(setup: Setup, event: dict[str, Any]) -> int:
+    return post(
+        setup, {"Content-Type": "application/json"}, json.dumps(event).encode(), PATH_MAILGUN
+    )
+
+
+@MAILGUN_ONLY
+def test_mailgun_token_reused_with_forged_event_data_is_refused(setup: Setup):
+    """A captured signature (it covers only timestamp + token) carries no other event-data."""
+    # Given a genuine, uninteresting event whose signature an attacker captured
+    genuine = mailgun.signed_event(
+        "signing-key-sim", event="accepted", message_id="other@mg", reference=None
+    )
+    assert _mailgun_post(setup, genuine) == 200
+    # When the same signature arrives with event-data that would finish our notification
+    forged = mailgun.signed_event(
+        "signing-key-sim",
+        event="delivered",
+        message_id=setup.attempt["provider_message_id"],
+        reference=setup.attempt["id"],
+    )
+    forged["signature"] = genuine["signature"]
+    # Then it is refused and nothing changes
+    assert _mailgun_post(setup, forged) == 403
+    assert show(setup.api, setup.nid)["state"] == "in_progress"
+    assert show(setup.api, setup.nid)["attempts"][0]["state"] == "sent"
+
+
+@MAILGUN_ONLY
+def test_mailgun_identical_redelivery_is_acknowledged_once(setup: Setup):
+    """Mailgun retries a delivery whose answer it missed: 200 again, applied once."""
+    event = mailgun.signed_event(
+        "signing-key-sim",
+        event="delivered",
+        message_id=setup.attempt["provider_message_id"],
+        reference=setup.attempt["id"],
+    )
+    assert _mailgun_post(setup, event) == 200
+    view = show(setup.api, setup.nid)
+    assert view["state"] == "delivered"
+    assert _mailgun_post(setup, event) == 200
+    assert len(show(setup.api, setup.nid)["events"]) == len(view["events"])
+
+
+@MAILGUN_ONLY
+def test_mailgun_tokens_are_forgotten_once_stale(setup: Setup, clock: FakeClock):
+    """Stored tokens are deleted when their timestamps could no longer be accepted."""
+    from sqlmodel import Session, select
+
+    from dispatcher.models import WebhookNonce
+
+    def tokens() -> set[str]:
+        with Session(setup.runtime.engine) as session:
+            return {row.nonce for row in session.exec(select(WebhookNonce)).all()}
+
+    stamp = int(clock.current.timestamp())
+    old = mailgun.signed_event(
+        "signing-key-sim", event="accepted", message_id="m@mg", reference=None, timestamp=stamp
+    )
+    assert _mailgun_post(setup, old) == 200
+    assert old["signature"]["token"] in tokens()
+    clock.advance(16 * 60)
+    new = mailgun.signed_event(
+        "signing-key-sim",
+        event="accepted",
+        message_id="m@mg",
+        reference=None,
+        timestamp=int(clock.current.timestamp()),
+    )
+    assert _mailgun_post(setup, new) == 200
+    assert tokens() == {new["signature"]["token"]}
+
+
+def test_telegram_press_naming_another_attempt_confirms_nothing(
+    database_url: str, redis_url: str, tmp_path: Path, db_engine: Engine, clock: FakeClock
+):
+    """``ack:<SMS attempt id>`` sent by a Telegram client (no MAC) does not mark the SMS read."""
+    settings = make_settings(
+        database_url,
+        redis_url,
+        tmp_path,
+        channels={"telegram": ["telegram"]},
+        providers={"telegram": {"token": telegram.TOKEN, "webhook_secret": "tg-secret-123"}},
+    )
+    router = build_router(settings, None)
+    ack_key = router.provider("telegram").config.ack_key.get_secret_value()
+    assert ack_key not in ("", "test-receipt-secret", "tg-secret-123")  # a key of its own
+    runtime = Runtime(
+        settings,
+        load_cascades(settings.cascades_dir, router.available_channels()),
+        db_engine,
+        router,
+        RecordingPublisher(),
+        clock,
+    )
+    with TestClient(create_app(runtime), headers=AUTH) as api:
+        # Given an SMS (sandbox) that was sent and waits for its delivery report
+        contacts = [{"channel": "sms", "address": PHONE}]
+        assert api.put("/v1/customers/t1", json={"contacts": contacts}).status_code == 200
+        nid = api.post(
+            "/v1/notifications",
+            json={"customer_id": "t1", "cascade": "basic", "content": {"text": "hi"}},
+        ).json()["id"]
+        publisher = runtime.publisher
+        assert isinstance(publisher, RecordingPublisher)
+        assert send_attempt(runtime, publisher.published[0].attempt_id) == "sent"
+        sms = show(api, nid)["attempts"][0]
+        assert sms["channel"] == "sms"
+        # When a Telegram client sends callback data naming that attempt
+        headers, body = telegram.callback_update(
+            secret="tg-secret-123", chat_id=1, message_id=2, data=f"ack:{sms['id']}"
+        )
+        response = api.post("/v1/webhooks/telegram", content=body, headers=headers)
+        # Then the press is answered, and the SMS is untouched
+        assert response.status_code == 200
+        assert response.json()["method"] == "answerCallbackQuery"
+        view = show(api, nid)
+        assert view["state"] == "in_progress"
+        assert view["attempts"][0]["state"] == "sent"
+    router.close()

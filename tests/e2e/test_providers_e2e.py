@@ -183,6 +183,7 @@ def test_webpush_read_confirmed_by_the_service_worker(db: str, redis_url: str, t
             "vapid_private_key": pem,
             "vapid_subject": "mailto:ops@example.test",
             "allow_insecure_endpoints": True,
+            "allow_private_endpoints": True,
         }
         with make_world(db, redis_url, tmp_path, "push", "webpush", config) as w:
             subscription = sim.webpush.subscribe(url, "browser-1").as_json()

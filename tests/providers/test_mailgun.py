@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -247,7 +248,6 @@ def _tampered(mutate: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        pytest.param(b"not json", 401, id="not-json"),
         pytest.param(_tampered(lambda b: b.pop("signature")), 401, id="missing"),
         pytest.param(
             _tampered(lambda b: b["signature"].update(signature="0" * 64)), 401, id="wrong"
@@ -288,6 +288,14 @@ def test_bad_signatures_are_refused(
     with pytest.raises(WebhookSignatureError) as caught:
         provider.handle(_request(body))
     assert caught.value.status_code == status
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[" * 30_000 + b"]" * 30_000, b"[]", b"\xff"])
+def test_unreadable_body_is_a_400_reply(make: Callable[..., Any], body: bytes) -> None:
+    """A body that is not a JSON object (deep nesting included) is 400, not an exception."""
+    provider, _ = make()
+    reply = provider.handle(_request(body))
+    assert (reply.status_code, reply.events) == (400, ())
 
 
 def test_max_age_is_configurable(make: Callable[..., Any]) -> None:
@@ -404,3 +412,18 @@ def test_sim_callback_with_wrong_key_is_refused(
         answer = control.post(f"{mailgun.config.base_url}/_sim/callback", json=spec).json()
     assert answer["status_code"] == 401
     assert (received.events, received.refused) == ([], [401])
+
+
+def test_reply_carries_the_token_as_a_nonce(make: Callable[..., Any]) -> None:
+    """The token comes back as a nonce, valid until its timestamp goes stale, with the body's
+    digest, so the dispatcher can refuse the same token with another payload."""
+    provider, _ = make()
+    body = _event("delivered", timestamp=int(NOW.timestamp()) - 60)
+    request = _request(body)
+    nonce = provider.handle(request).nonce
+    assert nonce is not None
+    assert nonce.value == body["signature"]["token"]
+    assert nonce.expires_at == NOW.replace(microsecond=0) - timedelta(seconds=60) + timedelta(
+        minutes=15
+    )
+    assert nonce.fingerprint == hashlib.sha256(request.body).hexdigest()

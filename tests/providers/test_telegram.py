@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from providers.errors import (
     UnknownOutcomeError,
     WebhookSignatureError,
 )
-from providers.telegram import TelegramConfig, TelegramProvider
+from providers.telegram import TelegramConfig, TelegramProvider, ack_data, verified_reference
 from tests.providers.messenger_support import (
     NOW,
     no_retry_wait,
@@ -34,6 +35,8 @@ from tests.simulators.server import serve
 
 TOKEN = "987654:AAE-real-looking-token"
 HOOK_SECRET = "hook-secret-0123"
+ACK_KEY = "ack-key-0123"
+ACK = ack_data(ACK_KEY.encode(), "att-1")  #: the button payload of MESSAGE
 BASE = "https://telegram.example"
 CHAT = "123456789"
 MESSAGE = Message(
@@ -47,6 +50,7 @@ def config(**overrides: Any) -> TelegramConfig:
         "base_url": BASE,
         "token": SecretStr(TOKEN),
         "webhook_secret": SecretStr(HOOK_SECRET),
+        "ack_key": SecretStr(ACK_KEY),
     }
     return TelegramConfig(**{**values, **overrides})
 
@@ -69,9 +73,7 @@ def test_send_posts_exact_request() -> None:
     assert script.json() == {
         "chat_id": 123456789,
         "text": "Your parcel is at the door",
-        "reply_markup": {
-            "inline_keyboard": [[{"text": "✅ Got it", "callback_data": "ack:att-1"}]]
-        },
+        "reply_markup": {"inline_keyboard": [[{"text": "✅ Got it", "callback_data": ACK}]]},
     }
 
 
@@ -85,8 +87,8 @@ def test_send_uses_config_timeout_and_short_connect() -> None:
 
 
 def test_send_without_button_when_disabled_or_reference_too_long() -> None:
-    """No button if disabled, or if ``ack:<reference>`` exceeds Telegram's 64 bytes."""
-    long_ref = Message(recipient=CHAT, text="t", reference="r" * 61, idempotency_key="k")
+    """No button if disabled, or if ``ack:<reference>:<mac>`` exceeds Telegram's 64 bytes."""
+    long_ref = Message(recipient=CHAT, text="t", reference="r" * 44, idempotency_key="k")
     with scripted(reply(200, OK)) as (client, script):
         TelegramProvider(config(ack_button=None), client).send(MESSAGE)
         assert "reply_markup" not in script.json()
@@ -243,7 +245,12 @@ def test_httpx_request_log_does_not_show_the_token(caplog: pytest.LogCaptureFixt
 
 
 def sim_provider(base: str, client: httpx.Client, **overrides: Any) -> TelegramProvider:
-    values: dict[str, Any] = {"base_url": base, "token": SecretStr(sim.TOKEN), "timeout": 2.0}
+    values: dict[str, Any] = {
+        "base_url": base,
+        "token": SecretStr(sim.TOKEN),
+        "timeout": 2.0,
+        "ack_key": SecretStr(ACK_KEY),
+    }
     return TelegramProvider(TelegramConfig(**{**values, **overrides}), client)
 
 
@@ -263,7 +270,7 @@ def test_simulator_send_and_errors() -> None:
     assert first.provider_message_id == "123456789:1"
     assert flood.value.retry_after == 7.0
     sent = app.requests[0].json()
-    assert sent["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "ack:att-1"
+    assert sent["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == ACK
     assert len(app.sent) == 1
     assert [r["path"] for r in recorded] == [f"/bot{sim.TOKEN}/sendMessage"]
 
@@ -280,7 +287,7 @@ def test_simulator_hang_is_unknown_outcome() -> None:
 # --- webhook ---------------------------------------------------------------------------
 
 
-def press(secret: str = HOOK_SECRET, data: str = "ack:att-1") -> tuple[dict[str, str], bytes]:
+def press(secret: str = HOOK_SECRET, data: str = ACK) -> tuple[dict[str, str], bytes]:
     return sim.callback_update(
         secret=secret, chat_id=123456789, message_id=4711, data=data, query_id="q-77"
     )
@@ -303,6 +310,56 @@ def test_button_press_becomes_read_receipt() -> None:
     assert first.media_type == "application/json"
     assert json.loads(first.body)["method"] == "answerCallbackQuery"
     assert json.loads(first.body)["callback_query_id"] == "q-77"
+
+
+def test_button_payload_of_an_attempt_id_fits_telegram_limit() -> None:
+    """``ack:<uuid>:<mac>`` stays within Telegram's 64-byte ``callback_data``."""
+    reference = str(uuid.uuid4())
+    message = Message(recipient=CHAT, text="t", reference=reference, idempotency_key="k")
+    with scripted(reply(200, OK)) as (client, script):
+        TelegramProvider(config(), client).send(message)
+    data = script.json()["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    assert data.startswith(f"ack:{reference}:")
+    assert len(data.encode()) <= 64
+    assert verified_reference(ACK_KEY.encode(), data) == reference
+
+
+def test_no_button_without_a_key() -> None:
+    """With neither an ack key nor a webhook secret nothing could verify a press: no button."""
+    with scripted(reply(200, OK)) as (client, script):
+        TelegramProvider(config(ack_key=None, webhook_secret=None), client).send(MESSAGE)
+    assert "reply_markup" not in script.json()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param("ack:att-1", id="bare-id"),
+        pytest.param("ack:att-2:" + ACK.rsplit(":", 1)[1], id="mac-of-another-attempt"),
+        pytest.param(ack_data(b"another-key", "att-1"), id="mac-with-another-key"),
+        pytest.param(ACK[:-1], id="truncated-mac"),
+        pytest.param("ack:att-1:", id="empty-mac"),
+        pytest.param("ack::" + ACK.rsplit(":", 1)[1], id="empty-reference"),
+    ],
+)
+def test_press_without_a_valid_mac_confirms_nothing(data: str) -> None:
+    """Clients can send callback data no button carried: answered, but no receipt."""
+    headers, body = press(data=data)
+    with scripted() as (client, _):
+        reply_ = TelegramProvider(config(), client).handle(webhook_request(body, headers))
+    assert (reply_.status_code, reply_.events) == (200, ())
+    answer = json.loads(reply_.body)
+    assert answer == {"method": "answerCallbackQuery", "callback_query_id": "q-77"}
+
+
+def test_webhook_secret_signs_buttons_when_no_ack_key() -> None:
+    """Built without an ack key, the webhook secret signs and verifies the payload."""
+    headers, body = press(data=ack_data(HOOK_SECRET.encode(), "att-1"))
+    with scripted() as (client, _):
+        reply_ = TelegramProvider(config(ack_key=None), client).handle(
+            webhook_request(body, headers)
+        )
+    assert [e.reference for e in reply_.events] == ["att-1"]
 
 
 def test_other_updates_carry_no_receipt() -> None:

@@ -64,6 +64,21 @@ def _message(sub: SimSubscription, key: str = "idem_1") -> Message:
     )
 
 
+#: What our fake DNS answers; names not listed do not resolve.
+DNS = {
+    "push.example.net": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
+    "p": ["93.184.216.35"],
+    "rebind.example.net": ["93.184.216.34", "10.0.0.5"],
+    "metadata.example.net": ["169.254.169.254"],
+}
+
+
+def public_dns(host: str, port: int) -> list[str]:
+    if host not in DNS:
+        raise OSError(f"no such host: {host}")
+    return DNS[host]
+
+
 def _config(**overrides: Any) -> WebPushConfig:
     values: dict[str, Any] = {
         "vapid_private_key": VAPID_PEM,
@@ -95,7 +110,8 @@ def _make() -> Iterator[Callable[..., tuple[WebPushProvider, list[httpx.Request]
 
         client = httpx.Client(transport=httpx.MockTransport(handler))
         clients.append(client)
-        return WebPushProvider(_config(**config), client), seen
+        resolver = config.pop("resolver", public_dns)
+        return WebPushProvider(_config(**config), client, resolver=resolver), seen
 
     yield make
     for client in clients:
@@ -227,9 +243,74 @@ def test_unusable_subscriptions_are_invalid_addresses(
 
 def test_http_endpoints_only_when_allowed(make: Callable[..., Any]) -> None:
     """``allow_insecure_endpoints`` lets tests use a plain-HTTP push service."""
-    provider, seen = make(allow_insecure_endpoints=True)
+    provider, seen = make(allow_insecure_endpoints=True, allow_private_endpoints=True)
     provider.send(_message(_sub("http://127.0.0.1:9")))
     assert str(seen[0].url) == "http://127.0.0.1:9/push/abc"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://127.0.0.1",
+        "https://10.1.2.3",
+        "https://172.16.0.1",
+        "https://192.168.1.1",
+        "https://169.254.169.254",
+        "https://100.64.0.1",
+        "https://0.0.0.0",
+        "https://224.0.0.1",
+        "https://240.0.0.1",
+        "https://[::1]",
+        "https://[fe80::1]",
+        "https://[fc00::1]",
+        "https://[ff02::1]",
+        "https://[::ffff:127.0.0.1]",
+        "https://rebind.example.net",
+        "https://metadata.example.net",
+    ],
+)
+def test_non_public_endpoints_are_refused_without_a_request(
+    make: Callable[..., Any], endpoint: str
+) -> None:
+    """SSRF: an endpoint on (or resolving to any) non-public address is an invalid address."""
+    provider, seen = make()
+    with pytest.raises(InvalidAddressError) as caught:
+        provider.send(_message(_sub(endpoint)))
+    assert caught.value.code == "forbidden_endpoint"
+    assert seen == []
+
+
+def test_localhost_is_refused_by_real_resolution(make: Callable[..., Any]) -> None:
+    """The default resolver really resolves names: ``localhost`` is loopback."""
+    provider, seen = make(resolver=None)
+    with pytest.raises(InvalidAddressError):
+        provider.send(_message(_sub("https://localhost:8443")))
+    assert seen == []
+
+
+def test_unresolvable_host_is_not_sent(make: Callable[..., Any]) -> None:
+    """A name that does not resolve (now) is retried later, nothing was sent."""
+    provider, seen = make()
+    with pytest.raises(NotSentError):
+        provider.send(_message(_sub("https://nowhere.example.net")))
+    assert seen == []
+
+
+def test_private_endpoints_when_allowed(make: Callable[..., Any]) -> None:
+    """``allow_private_endpoints`` or a CIDR in ``allowed_networks`` admit a private service."""
+    provider, seen = make(allow_private_endpoints=True)
+    provider.send(_message(_sub("https://10.1.2.3")))
+    provider, seen_cidr = make(allowed_networks=["10.0.0.0/8"])
+    provider.send(_message(_sub("https://10.1.2.3")))
+    with pytest.raises(InvalidAddressError):
+        provider.send(_message(_sub("https://127.0.0.1")))
+    assert [str(r.url) for r in seen + seen_cidr] == ["https://10.1.2.3/push/abc"] * 2
+
+
+def test_bad_allowed_network_is_a_config_error() -> None:
+    """A CIDR that does not parse fails at startup, naming the setting."""
+    with pytest.raises(ValueError, match="allowed_networks"):
+        _config(allowed_networks=["10.0.0.0/33"])
 
 
 def test_oversized_payload_is_rejected_before_sending(make: Callable[..., Any]) -> None:
@@ -275,7 +356,9 @@ def test_accepts_only_subscriptions(make: Callable[..., Any]) -> None:
 def _service() -> Iterator[tuple[Any, str, WebPushProvider]]:
     app = create_app()
     with serve(app) as base_url, httpx.Client() as client:
-        provider = WebPushProvider(_config(allow_insecure_endpoints=True), client)
+        provider = WebPushProvider(
+            _config(allow_insecure_endpoints=True, allow_private_endpoints=True), client
+        )
         yield app, base_url, provider
 
 
@@ -348,6 +431,9 @@ def test_sim_hang_is_unknown_outcome(service: tuple[Any, str, WebPushProvider]) 
     """No answer within the read timeout: the push may have been queued."""
     app, base_url, _ = service
     with httpx.Client() as client:
-        provider = WebPushProvider(_config(allow_insecure_endpoints=True, timeout=0.2), client)
+        provider = WebPushProvider(
+            _config(allow_insecure_endpoints=True, allow_private_endpoints=True, timeout=0.2),
+            client,
+        )
         with pytest.raises(UnknownOutcomeError):
             provider.send(_message(app.webpush.subscribe(base_url, "hang-1")))
