@@ -78,6 +78,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     _check(settings)
     queues = args.queues or ",".join(QUEUES)
     concurrency = str(args.concurrency or settings.worker_concurrency)
+    pool = args.pool or settings.worker_pool
+    if pool == "threads":
+        # One database connection per thread: the pool must not make sends queue for one.
+        os.environ["CASCADE_DB_POOL_SIZE"] = concurrency
     return _exec(
         [
             sys.executable,
@@ -91,7 +95,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             "-c",
             concurrency,
             "--pool",
-            "prefork",
+            pool,
             "-E",
             "-n",
             f"cascade-{os.getpid()}@%h",
@@ -148,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--queues", help="comma-separated queues (default: all)")
     worker.add_argument("--concurrency", type=int)
+    worker.add_argument(
+        "--pool",
+        choices=["prefork", "threads"],
+        help="prefork (default): processes; threads: many sends in flight in one process",
+    )
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("beat", help="run the sweep scheduler").set_defaults(func=cmd_beat)
     sub.add_parser("flower", help="run Flower").set_defaults(func=cmd_flower)

@@ -10,6 +10,7 @@ in the sweep) and compare-and-set updates everywhere.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 _ENGINES: dict[tuple[int, str], Engine] = {}
+_LOCK = threading.Lock()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -38,7 +40,7 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
     """A new engine for ``url`` (SQLite file or PostgreSQL)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -49,15 +51,16 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10)
 
 
-def get_engine(url: str) -> Engine:
+def get_engine(url: str, pool_size: int = 5) -> Engine:
     """The engine for ``url`` in this process; a forked child makes its own."""
     key = (os.getpid(), url)
-    engine = _ENGINES.get(key)
-    if engine is None:
-        engine = _ENGINES[key] = make_engine(url)
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = make_engine(url, pool_size)
     return engine
 
 

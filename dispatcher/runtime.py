@@ -71,5 +71,5 @@ def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcno
     )
     router = build_router(settings, redis_client)
     cascades = load_cascades(settings.cascades_dir, router.available_channels())
-    engine = get_engine(settings.effective_database_url)
+    engine = get_engine(settings.effective_database_url, settings.db_pool_size)
     return Runtime(settings, cascades, engine, router, publisher, clock)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
@@ -27,14 +28,17 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 settings = get_settings()
 app = create_celery(settings)
 _runtime: dict[int, Runtime] = {}
+_building = threading.Lock()
 
 
 def runtime() -> Runtime:
-    """This process's runtime, built on first use (after fork in prefork children)."""
+    """This process's runtime, built on first use (after fork in prefork children; once
+    for all threads with the threads pool)."""
     pid = os.getpid()
-    if pid not in _runtime:
-        _runtime.clear()
-        _runtime[pid] = build_runtime(settings, CeleryPublisher(app))
+    with _building:
+        if pid not in _runtime:
+            _runtime.clear()
+            _runtime[pid] = build_runtime(settings, CeleryPublisher(app))
     return _runtime[pid]
 
 

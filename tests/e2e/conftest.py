@@ -52,7 +52,9 @@ def worker_env(settings: Settings, outbox: Path) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], log: Path, name: str, pool: str = "prefork", concurrency: int = 2
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [
@@ -65,9 +67,9 @@ def start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[
                 "-Q",
                 ",".join(QUEUES),
                 "-c",
-                "2",
+                str(concurrency),
                 "--pool",
-                "prefork",
+                pool,
                 "-E",
                 "-n",
                 f"{name}@%h",
