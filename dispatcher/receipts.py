@@ -9,11 +9,12 @@ marked ``sent`` waits in the table and is applied when the send is recorded
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import or_, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -263,10 +264,9 @@ def _late(
 
 def _waiting_for(attempt_ids: list[str], messages: list[tuple[str, str]]) -> Any:
     conditions: list[Any] = [col(ProviderEvent.reference).in_(attempt_ids)]
-    conditions += [
-        and_(col(ProviderEvent.provider) == p, col(ProviderEvent.provider_message_id) == m)
-        for p, m in messages
-    ]
+    if messages:
+        pair = tuple_(col(ProviderEvent.provider), col(ProviderEvent.provider_message_id))
+        conditions.append(pair.in_(messages))
     return or_(*conditions)
 
 
@@ -304,12 +304,12 @@ def apply_waiting(work: Work, attempt: Attempt) -> None:
         apply(work, event, held=attempt)
 
 
-def apply_stored(work: Work, notification: Notification) -> int:
-    """Before a step escalates: apply whatever receipts of this notification are stored."""
+def apply_stored(work: Work, notification_ids: Collection[str]) -> int:
+    """Before steps escalate: apply whatever receipts of these notifications are stored."""
     attempts = list(
         work.session.exec(
             select(Attempt).where(
-                Attempt.notification_id == notification.id,
+                col(Attempt.notification_id).in_(list(notification_ids)),
                 col(Attempt.state).not_in([s.value for s in NOT_YET_SENT]),
             )
         ).all()

@@ -29,6 +29,7 @@ from dispatcher.lifecycle import apply, escalate, finish
 from dispatcher.models import (
     OPEN_PREDICATE,
     Attempt,
+    Customer,
     Notification,
     ProviderEvent,
     timer_predicate,
@@ -148,16 +149,27 @@ def _escalate(work: Work, batch: int) -> int:
             batch,
         )
     ).all()
+    if not rows:
+        return 0
+    session = work.session
+    ids = {a.notification_id for a in rows}
+    # Load the batch's notifications and customers at once: session.get then finds them
+    # (the identity map holds rows weakly, so keep references while the loop runs).
+    notifications = session.exec(select(Notification).where(col(Notification.id).in_(ids))).all()
+    quiet = {n.customer_id for n in notifications if n.respect_quiet_hours}
+    customers = session.exec(select(Customer).where(col(Customer.id).in_(quiet))).all()
+    # A satisfying receipt stored but not yet applied wins over the timer.
+    applied = apply_stored(work, ids)
     count = 0
     for attempt in rows:
-        notification = work.session.get(Notification, attempt.notification_id)
+        notification = session.get(Notification, attempt.notification_id)
         assert notification is not None
-        # A satisfying receipt stored but not yet applied wins over the timer.
-        apply_stored(work, notification)
-        work.session.refresh(attempt)
+        if applied:
+            session.refresh(attempt)
         due = attempt.escalate_at is not None and attempt.escalate_at <= work.now
         if due and attempt.state in WAITING_STATES:
             count += escalate(work, notification, attempt, source="sweep")
+    del notifications, customers
     return count
 
 

@@ -22,6 +22,7 @@ from providers.apns import ApnsProvider
 from providers.base import Message
 from providers.errors import NotSentError, UnknownOutcomeError
 from providers.http import QUICK_RETRY
+from providers.webpush import WebPushProvider
 from tests.simulators import apns, fcm, webpush
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -153,7 +154,9 @@ def _send(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sent]]:
         client = httpx.Client(transport=httpx.MockTransport(handler))
         clients.append(client)
         config = cls.config_model.model_validate(case.config)
-        extra = {"http2_client": client} if cls is ApnsProvider else {}
+        extra: dict[str, Any] = {"http2_client": client} if cls is ApnsProvider else {}
+        if cls is WebPushProvider:  # the endpoint's host resolves to a public address
+            extra["resolver"] = lambda host, port: ["93.184.216.34"]
         provider = cls(config, client, **extra)
         message = Message(recipient=case.recipient, text="hi", reference="a1", idempotency_key="k1")
         with pytest.raises(expected) as caught:
