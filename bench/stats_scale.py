@@ -65,7 +65,7 @@ FINISHED_CHANNEL_BACKFILL = """UPDATE notification SET finished_channel = (
 #: Indexes added by migration c3d4e5f6a7b8 (dropped for the "before" rows).
 NEW_INDEXES = {
     "ix_notification_created": "notification (created_at) "
-    "INCLUDE (cascade, state, finished_channel, sms_step, cost)",
+    "INCLUDE (id, cascade, state, finished_channel, sms_step, cost)",
     "ix_attempt_notification_outcome": "attempt (notification_id) "
     "INCLUDE (channel, sent_at, delivered_at, read_at, cost, error_code)",
     "ix_event_type_notification": "event (type, notification_id)",

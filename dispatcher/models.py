@@ -95,7 +95,7 @@ class Notification(SQLModel, table=True):
         Index(
             "ix_notification_created",
             "created_at",
-            postgresql_include=["cascade", "state", "finished_channel", "sms_step", "cost"],
+            postgresql_include=["id", "cascade", "state", "finished_channel", "sms_step", "cost"],
         ),
     )
 

@@ -52,7 +52,7 @@ def upgrade() -> None:
             "ix_notification_created",
             ["created_at"],
             unique=False,
-            postgresql_include=["cascade", "state", "finished_channel", "sms_step", "cost"],
+            postgresql_include=["id", "cascade", "state", "finished_channel", "sms_step", "cost"],
         )
     with op.batch_alter_table("attempt", schema=None) as batch_op:
         batch_op.create_index(
