@@ -255,7 +255,7 @@ def load_before(name: str) -> types.ModuleType:
         capture_output=True,
         text=True,
     ).stdout
-    module = types.ModuleType(f"before_{name}")
+    module = sys.modules[f"before_{name}"] = types.ModuleType(f"before_{name}")
     exec(compile(source, f"{BEFORE}:dispatcher/{name}.py", "exec"), module.__dict__)  # noqa: S102
     return module
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, select, text, update
 from sqlmodel import Session, col
 
 from dispatcher.dispatch import send_attempt
@@ -24,14 +24,18 @@ MIGRATION = (
 )
 
 
-def backfill_sql() -> str:
-    """The migration's backfill of ``finished_channel``: what ``finish()`` is to write."""
+def migration() -> Any:
     spec = importlib.util.spec_from_file_location("stats_migration", MIGRATION)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return str(module.FINISHED_CHANNEL)
+    return module
+
+
+def backfill_sql() -> str:
+    """The migration's backfill of ``finished_channel``: what ``finish()`` is to write."""
+    return str(migration().FINISHED_CHANNEL)
 
 
 def drain(runtime: Runtime) -> None:
@@ -174,6 +178,13 @@ def test_sms_only_baseline_counts_only_notifications_with_an_sms_step(
         session.execute(update(Notification).values(sms_step=None))
         session.commit()
     assert stats_of(api, since=start.isoformat())["sms_only_cost"] == 0.05
+    with Session(runtime.engine) as session:  # the migration's backfill agrees
+        session.execute(text(migration().SMS_STEP[runtime.engine.dialect.name]))
+        session.commit()
+        flags = session.execute(
+            select(col(Notification.customer_id), col(Notification.sms_step))
+        ).all()
+    assert sorted(flags) == [("no-phone", False), ("no-phone", False), ("with-phone", True)]
 
 
 def test_finished_channel_column_and_history_fallback_agree(
