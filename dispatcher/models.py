@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Index, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -42,6 +42,16 @@ def json_column(default: Any) -> Any:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def has_sms_step(context: Any) -> bool:
+    """Column default of ``notification.sms_step``: do the resolved steps include SMS?
+
+    Computed from the inserted ``steps`` (ORM or Core, one row or many), so every writer
+    fills it without knowing about it; the stats' SMS-only baseline counts these.
+    """
+    steps = context.get_current_parameters().get("steps") or []
+    return any(step.get("channel") == "sms" for step in steps)
 
 
 class Customer(SQLModel, table=True):
@@ -99,6 +109,12 @@ class Notification(SQLModel, table=True):
             postgresql_where=text(OPEN_PREDICATE),
             sqlite_where=text(OPEN_PREDICATE),
         ),
+        # /v1/stats reads a period from this index alone (index-only scan on PostgreSQL).
+        Index(
+            "ix_notification_created",
+            "created_at",
+            postgresql_include=["id", "cascade", "state", "finished_channel", "sms_step", "cost"],
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -117,6 +133,13 @@ class Notification(SQLModel, table=True):
     created_at: datetime = utc_column(nullable=False)
     finished_at: datetime | None = utc_column()
     cost: float = 0.0
+    #: Channel of the attempt whose receipt (or send) finished it as sent/delivered/read;
+    #: NULL otherwise, and on rows written before it was set (stats fall back to history).
+    finished_channel: str | None = Field(default=None, max_length=16)
+    #: The resolved steps include SMS: counted in the SMS-only baseline. Filled on insert.
+    sms_step: bool | None = Field(
+        default=None, sa_column=Column(Boolean, nullable=True, default=has_sms_step)
+    )
 
 
 class Attempt(SQLModel, table=True):
@@ -133,6 +156,26 @@ class Attempt(SQLModel, table=True):
             "escalate_at",
             postgresql_where=text(TIMER_PREDICATE),
             sqlite_where=text(TIMER_PREDICATE),
+        ),
+        # /v1/stats: a notification's attempt outcomes without visiting the table.
+        Index(
+            "ix_attempt_notification_outcome",
+            "notification_id",
+            postgresql_include=[
+                "channel",
+                "sent_at",
+                "delivered_at",
+                "read_at",
+                "cost",
+                "error_code",
+            ],
+        ),
+        # Receipt latency per provider over a window of delivery times.
+        Index(
+            "ix_attempt_provider_delivered",
+            "provider",
+            "delivered_at",
+            postgresql_include=["sent_at"],
         ),
     )
 
@@ -168,6 +211,8 @@ class Attempt(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     """Append-only history: the customer's timeline and the audit trail. No message text."""
+
+    __table_args__ = (Index("ix_event_type_notification", "type", "notification_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     notification_id: str | None = Field(default=None, index=True, max_length=36)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.problems import Problem
+from dispatcher.period import PeriodError, period
 from dispatcher.schemas import CascadeOut
 from dispatcher.stats import summary
 from providers.base import Channel
@@ -76,20 +77,19 @@ def stats(
     runtime: RuntimeDep,
     session: SessionDep,
     _: ApiKeyDep,
-    since: datetime | None = None,
+    since: str | None = None,
     until: datetime | None = None,
     cascade: str | None = None,
 ) -> dict[str, Any]:
-    """Per channel: sent, delivered, read, failed, rates, time to read, cost; money saved."""
-    end = until or runtime.now() + timedelta(seconds=1)
-    start = since or end - timedelta(days=1)
-    for name, value in (("since", start), ("until", end)):
-        if value.tzinfo is None:
-            raise Problem(
-                422,
-                "Invalid request",
-                f"{name} needs a time zone",
-                errors=[{"field": name, "message": "give a time zone, e.g. 2026-01-01T00:00:00Z"}],
-            )
+    """Per channel: sent, delivered, read, failed, rates, time to read, cost; money saved.
+
+    ``since`` is a time with a zone or a span back from ``until`` (``1h``, ``7d``).
+    """
+    try:
+        start, end = period(since, until, runtime.now())
+    except PeriodError as exc:
+        raise Problem(
+            422, "Invalid request", str(exc), errors=[{"field": exc.field, "message": exc.message}]
+        ) from None
     sms_cost = runtime.settings.costs.get(Channel.SMS, 0.0)
     return summary(session, since=start, until=end, cascade=cascade, sms_cost=sms_cost)
