@@ -208,7 +208,15 @@ def finish(
     attempt: Attempt | None = None,
 ) -> bool:
     """Close an open notification; cancel what was not sent. False if already closed."""
-    if not move_notification(session, notification, state, finished_at=now, reason=reason):
+    confirmed = state in (
+        NotificationState.READ,
+        NotificationState.DELIVERED,
+        NotificationState.SENT,
+    )
+    channel = attempt.channel if attempt is not None and confirmed else None
+    if not move_notification(
+        session, notification, state, finished_at=now, reason=reason, finished_channel=channel
+    ):
         return False
     cancelled = cancel_pending(session, notification, now)
     _stop_timers(session, notification)

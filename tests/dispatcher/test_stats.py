@@ -204,7 +204,14 @@ def test_finished_channel_column_and_history_fallback_agree(
         sweep(runtime, now=clock.advance(300))
         drain(runtime)
     receipt(api, show(api, on_sms)["attempts"][3]["id"], "delivered")
+    with Session(runtime.engine) as session:  # finish() wrote the finishing channel
+        assert session.get(Notification, on_sms).finished_channel == "sms"  # type: ignore[union-attr]
+    from_column = stats_of(api, since=start.isoformat())
+    with Session(runtime.engine) as session:  # rows written before the column: history decides
+        session.execute(update(Notification).values(finished_channel=None))
+        session.commit()
     from_history = stats_of(api, since=start.isoformat())
+    assert from_history == from_column
     finished = {c["channel"]: c["finished_here"] for c in from_history["channels"]}
     assert finished == {"push": 3, "whatsapp": 0, "email": 0, "sms": 1}
     push = next(c for c in from_history["channels"] if c["channel"] == "push")
