@@ -205,12 +205,15 @@ class FaultWorld:
         """The send worker stops taking SMS doorbells (they queue up in Redis) until exit."""
         app = create_celery(self.runtime.settings)
         sender = [f"cascade-{self.workers[0].pid}@{socket.gethostname()}"]
-        replies = app.control.cancel_consumer("sms", destination=sender, reply=True, limit=1)
+        # A busy machine answers control commands slowly; limit=1 returns on the first reply.
+        replies = app.control.cancel_consumer(
+            "sms", destination=sender, reply=True, limit=1, timeout=30
+        )
         assert replies, "the send worker did not confirm it stopped consuming sms"
         try:
             yield
         finally:
-            app.control.add_consumer("sms", destination=sender, reply=True, limit=1)
+            app.control.add_consumer("sms", destination=sender, reply=True, limit=1, timeout=30)
 
     def submit_in_flight(self, count: int) -> list[str]:
         """``count`` notifications, all held at their SMS step until every one is there.
