@@ -13,7 +13,8 @@ import pytest
 
 from dispatcher.db import get_engine
 from dispatcher.migrate import upgrade
-from tests.faults.harness import fault_world, report, standard_processes
+from tests.faults.counts import report
+from tests.faults.harness import fault_world, standard_processes
 from tests.support.processes import PrivatePostgres, PrivateRedis, private_dir
 from tests.support.waiting import wait_until
 

@@ -8,7 +8,8 @@ from sqlmodel import Session, select
 from dispatcher.models import Attempt
 from dispatcher.publisher import task_name
 from dispatcher.queues import create_celery
-from tests.faults.harness import FaultWorld, report
+from tests.faults.counts import report
+from tests.faults.harness import FaultWorld
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(600)]
 

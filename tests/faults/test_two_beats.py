@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.harness import FaultWorld, report
+from tests.faults.counts import report
+from tests.faults.harness import FaultWorld
 from tests.support.processes import stop
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(600)]

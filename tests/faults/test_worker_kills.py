@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import FaultWorld, report
+from tests.faults.counts import report
+from tests.faults.harness import FaultWorld
 from tests.support.processes import children, wait_children
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(600)]
