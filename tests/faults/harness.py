@@ -317,14 +317,11 @@ def fault_world(
 def standard_processes(
     world: FaultWorld, concurrency: int = 4, beats: int = 1
 ) -> subprocess.Popen[bytes]:
-    """A send worker (every channel queue), a sweep worker of its own, and ``beats`` beats.
-
-    The sweep gets its own worker so that a send backlog cannot starve it (issue 12 §5);
-    the send worker is the one the scenarios break. All start at once (startup is the
-    slow part on a busy machine). Returns the send worker.
+    """A send worker (every channel queue) and ``beats`` beats (each runs the sweep itself,
+    so a send backlog cannot starve it). The send worker is the one the scenarios break.
+    All start at once (startup is the slow part on a busy machine). Returns the send worker.
     """
-    sender = world.start_worker([q for q in QUEUES if q != "sweep"], concurrency)
-    world.start_worker(["sweep"], 1)
+    sender = world.start_worker(list(QUEUES), concurrency)
     for _ in range(beats):
         world.start_beat()
     world.wait_workers()

@@ -20,7 +20,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
-NOTIFICATIONS = 150
+NOTIFICATIONS = 100
 
 
 @pytest.fixture(name="private_postgres")

@@ -11,7 +11,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(600)]
 
-NOTIFICATIONS = 300
+NOTIFICATIONS = 200
 
 
 def test_flushall_and_restart_with_hundreds_in_flight(

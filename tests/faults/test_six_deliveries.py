@@ -13,7 +13,7 @@ from tests.faults.harness import FaultWorld
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(600)]
 
-NOTIFICATIONS = 150
+NOTIFICATIONS = 100
 COPIES = 5
 
 

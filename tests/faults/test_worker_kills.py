@@ -15,8 +15,8 @@ from tests.support.processes import children, wait_children
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(600)]
 
-NOTIFICATIONS = 150
-KILLS = 12
+NOTIFICATIONS = 100
+KILLS = 8
 
 
 def test_children_killed_mid_send(world: FaultWorld, capsys):
