@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
-from dispatcher.api.problems import Problem
+from dispatcher.api.problems import Problem, busy
 from dispatcher.customers import FieldError
 from dispatcher.intake import IdempotencyConflict, accept, find_by_key, request_hash
 from dispatcher.lifecycle import finish
@@ -25,6 +25,9 @@ from dispatcher.schemas import (
 from dispatcher.states import OPEN_STATES, NotificationState
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+#: How often a request that lost a unique-row race to a concurrent one is tried again.
+RETRIES = 3
 
 
 def field_problem(exc: FieldError) -> Problem:
@@ -55,32 +58,38 @@ def send_notification(
 ) -> NotificationAccepted:
     """Accept a notification and start its cascade."""
     now = runtime.now()
-    try:
-        result = accept(
-            session,
-            body,
-            cascades=runtime.cascades,
-            settings=runtime.settings,
-            api_key_id=key_id,
-            idempotency_key=idempotency_key,
-            now=now,
-        )
-        session.commit()
-    except FieldError as exc:
-        session.rollback()
-        raise field_problem(exc) from None
-    except IdempotencyConflict:
-        session.rollback()
-        raise _conflict() from None
-    except IntegrityError:
-        # A concurrent request with the same Idempotency-Key committed first.
-        session.rollback()
-        existing = find_by_key(session, key_id, idempotency_key or "")
-        if existing is None or existing.request_hash != request_hash(body):
+    for _try in range(RETRIES):
+        try:
+            result = accept(
+                session,
+                body,
+                cascades=runtime.cascades,
+                settings=runtime.settings,
+                api_key_id=key_id,
+                idempotency_key=idempotency_key,
+                now=now,
+            )
+            session.commit()
+        except FieldError as exc:
+            session.rollback()
+            raise field_problem(exc) from None
+        except IdempotencyConflict:
+            session.rollback()
             raise _conflict() from None
-        return accepted_out(existing)
-    runtime.publisher.publish(result.doorbells)
-    return accepted_out(result.notification)
+        except IntegrityError:
+            # A concurrent request committed first: the same Idempotency-Key (replay it,
+            # or 409 if the body differs), or some other unique row (try again).
+            session.rollback()
+            if idempotency_key:
+                existing = find_by_key(session, key_id, idempotency_key)
+                if existing is not None:
+                    if existing.request_hash != request_hash(body):
+                        raise _conflict() from None
+                    return accepted_out(existing)
+            continue
+        runtime.publisher.publish(result.doorbells)
+        return accepted_out(result.notification)
+    raise busy()
 
 
 def _conflict() -> Problem:

@@ -35,6 +35,20 @@ class Problem(Exception):
         self.headers = headers
 
 
+#: Seconds a client should wait before retrying when the database is unavailable.
+RETRY_AFTER = 5
+
+
+def busy() -> Problem:
+    """503 for a request that can succeed later unchanged (database down or contended)."""
+    return Problem(
+        503,
+        "Service unavailable",
+        "the database is unavailable or busy; retry later",
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
+
+
 def problem_response(
     status: int,
     title: str,
