@@ -160,19 +160,35 @@ def contacts_of(session: Session, customer_id: str) -> list[ContactPoint]:
 
 
 def preferences_of(customer: Customer) -> PreferencesIn:
+    """The stored preferences, read leniently.
+
+    A value that today's validation refuses but an older version stored (a repeated or
+    unknown channel, a negative cap) is dropped, so it cannot fail every request for
+    this customer.
+    """
     quiet = None
     if customer.quiet_start and customer.quiet_end:
         quiet = QuietHours(
             start=time.fromisoformat(customer.quiet_start),
             end=time.fromisoformat(customer.quiet_end),
         )
+    categories = [c for c in customer.opt_out_categories if isinstance(c, str) and 0 < len(c) <= 32]
     return PreferencesIn(
-        channel_order=[Channel(c) for c in customer.channel_order],
-        opt_out_channels=[Channel(c) for c in customer.opt_out_channels],
-        opt_out_categories=list(customer.opt_out_categories),
+        channel_order=_channels(customer.channel_order),
+        opt_out_channels=_channels(customer.opt_out_channels),
+        opt_out_categories=list(dict.fromkeys(categories))[:32],
         quiet_hours=quiet,
-        max_per_day=dict(customer.max_per_day),
+        max_per_day={
+            k: v
+            for k, v in customer.max_per_day.items()
+            if isinstance(v, int) and 0 <= v <= 1_000_000 and 0 < len(k) <= 32
+        },
     )
+
+
+def _channels(stored: list[str]) -> list[Channel]:
+    known = {c.value for c in Channel}
+    return list(dict.fromkeys(Channel(c) for c in stored if c in known))
 
 
 def customer_out(session: Session, customer: Customer) -> CustomerOut:

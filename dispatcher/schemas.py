@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from config.durations import Duration
 from providers.base import Channel
@@ -29,34 +36,39 @@ class QuietHours(Strict):
     end: time
 
 
+def _no_repeats(value: list[Channel]) -> list[Channel]:
+    if len(set(value)) != len(value):
+        raise ValueError("channels must not repeat")
+    return value
+
+
+# The rules for each preference, written once: PUT (PreferencesIn) and PATCH
+# (PreferencesPatch) validate with the same types, so PATCH can never store what PUT refuses.
+ChannelOrder = Annotated[list[Channel], Field(max_length=16), AfterValidator(_no_repeats)]
+Channels = Annotated[list[Channel], Field(max_length=16)]
+Category = Annotated[str, Field(min_length=1, max_length=32)]
+Categories = Annotated[list[Category], Field(max_length=32)]
+DailyLimits = Annotated[
+    dict[Category, Annotated[int, Field(ge=0, le=1_000_000)]], Field(max_length=32)
+]
+
+
 class PreferencesIn(Strict):
-    channel_order: list[Channel] = Field(default_factory=list, max_length=16)
-    opt_out_channels: list[Channel] = Field(default_factory=list, max_length=16)
-    opt_out_categories: list[str] = Field(default_factory=list, max_length=32)
+    channel_order: ChannelOrder = Field(default_factory=list)
+    opt_out_channels: Channels = Field(default_factory=list)
+    opt_out_categories: Categories = Field(default_factory=list)
     quiet_hours: QuietHours | None = None
-    max_per_day: dict[str, int] = Field(default_factory=dict)
-
-    @field_validator("channel_order")
-    @classmethod
-    def _unique(cls, value: list[Channel]) -> list[Channel]:
-        if len(set(value)) != len(value):
-            raise ValueError("channels must not repeat")
-        return value
-
-    @field_validator("max_per_day")
-    @classmethod
-    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
-        if any(limit < 0 for limit in value.values()):
-            raise ValueError("limits must be zero or more")
-        return value
+    max_per_day: DailyLimits = Field(default_factory=dict)
 
 
 class PreferencesPatch(Strict):
-    channel_order: list[Channel] | None = None
-    opt_out_channels: list[Channel] | None = None
-    opt_out_categories: list[str] | None = None
+    """Only the preferences given change; each is validated as in :class:`PreferencesIn`."""
+
+    channel_order: ChannelOrder | None = None
+    opt_out_channels: Channels | None = None
+    opt_out_categories: Categories | None = None
     quiet_hours: QuietHours | None = None
-    max_per_day: dict[str, int] | None = None
+    max_per_day: DailyLimits | None = None
 
 
 class CustomerIn(Strict):

@@ -22,7 +22,7 @@ from tests.simulators.server import serve
 from tests.support.scenario import EMAIL, PHONE
 
 WAYS = 8
-ROUNDS = 4
+ROUNDS = 3
 CONTACTS = [{"channel": "sms", "address": PHONE}, {"channel": "email", "address": EMAIL}]
 
 
