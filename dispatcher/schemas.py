@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
-from config.durations import Duration
+from config.durations import format_duration, parse_duration
 from providers.base import Channel
+
+#: A notification's TTL: at least a second (0 would mean "expired at once"), at most 30 days.
+TTL_MIN = timedelta(seconds=1)
+TTL_MAX = timedelta(days=30)
+
+
+def _ttl_in_range(value: timedelta) -> timedelta:
+    if not TTL_MIN <= value <= TTL_MAX:
+        raise ValueError(
+            f"must be between {format_duration(TTL_MIN)} and {format_duration(TTL_MAX)}"
+        )
+    return value
+
+
+Ttl = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_ttl_in_range),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "duration", "examples": ["15m", "6h", "PT10M"]},
+                {"type": "number", "minimum": 1, "maximum": TTL_MAX.total_seconds()},
+            ],
+            "description": "How long to keep trying: 1 s to 30 days, as seconds, "
+            "90s / 15m / 6h / 1d, or ISO 8601 (PT10M, P1DT2H). Default: the cascade's ttl.",
+        }
+    ),
+]
 
 Id = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")
 
@@ -123,7 +154,7 @@ class NotificationIn(Strict):
     content: ContentIn | None = None
     template: str | None = Field(default=None, max_length=64)
     data: dict[str, Any] = Field(default_factory=dict)
-    ttl: Duration | None = None
+    ttl: Ttl | None = None
     contacts: list[ContactIn] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")

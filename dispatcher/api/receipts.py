@@ -93,7 +93,8 @@ async def _webhook_request(request: Request, runtime: RuntimeDep) -> WebhookRequ
     )
 
 
-@router.api_route("/webhooks/{provider}", methods=["GET", "POST"], include_in_schema=True)
+@router.get("/webhooks/{provider}", operation_id="webhook_handshake")
+@router.post("/webhooks/{provider}", operation_id="webhook")
 async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> Response:
     """Provider callbacks and verification handshakes, authenticated by signature."""
     receiver = runtime.router.receiver(provider)
