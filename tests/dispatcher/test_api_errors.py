@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from dispatcher.api.app import create_app
+from dispatcher.runtime import Runtime
+from tests.conftest import AUTH
+from tests.simulators.server import serve
 from tests.support.scenario import PHONE, put_customer
 
 
@@ -155,3 +162,38 @@ def test_bad_preferences_are_422(api: TestClient):
     assert fields(body) == ["preferences.channel_order"]
     body = problem(api.put("/v1/customers/p5", json={"timezone": "Mars/Olympus"}), 422)
     assert fields(body) == ["timezone"]
+
+
+def chunks(total: int) -> Iterator[bytes]:
+    """A JSON body sent in 8 KB chunks with no Content-Length (Transfer-Encoding: chunked)."""
+    yield b'{"customer_id": "p6", "cascade": "basic", "content": {"text": "'
+    for _ in range(total // 8192):
+        yield b"x" * 8192
+    yield b'"}}'
+
+
+@pytest.mark.parametrize("path", ["/v1/notifications", "/v1/receipts"])
+def test_chunked_oversized_body_is_413_over_real_http(runtime: Runtime, path: str):
+    """A chunked body over the limit is a 413 problem (not a 400), through real uvicorn."""
+    with serve(create_app(runtime)) as url:
+        response = httpx.post(url + path, content=chunks(200_000), headers=AUTH, timeout=30)
+        assert "content-length" not in response.request.headers
+        body = problem(response, 413)
+        assert "limit" in body["detail"]
+        small = httpx.post(url + path, content=chunks(100), headers=AUTH, timeout=30)
+        assert small.status_code != 413
+
+
+def test_chunked_oversized_body_is_413_through_asgi(runtime: Runtime):
+    """The same at the ASGI level: the body arrives as several http.request messages."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks(200_000):
+            yield chunk
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.post("/v1/notifications", content=body(), headers=AUTH)
+
+    problem(asyncio.run(post()), 413)
