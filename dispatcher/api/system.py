@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
-from dispatcher.api.problems import Problem
+from dispatcher.api.problems import RETRY_AFTER, Problem
 from dispatcher.schemas import CascadeOut
 from dispatcher.stats import summary
 from providers.base import Channel
@@ -35,7 +35,12 @@ def healthz(runtime: RuntimeDep) -> dict[str, str]:
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}"
     if any(v != "ok" for v in checks.values()):
-        raise Problem(503, "Unhealthy", ", ".join(f"{k}: {v}" for k, v in checks.items()))
+        raise Problem(
+            503,
+            "Unhealthy",
+            ", ".join(f"{k}: {v}" for k, v in checks.items()),
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
     return {"status": "ok", **checks}
 
 
