@@ -224,7 +224,7 @@ class ReceiptIn(Strict):
     attempt_id: str | None = Field(default=None, max_length=36)
     notification_id: str | None = Field(default=None, max_length=36)
     status: Literal["delivered", "read", "clicked"]
-    token: str | None = Field(default=None, max_length=128)
+    token: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")
     event_id: str | None = Field(default=None, max_length=128)
 
     @model_validator(mode="after")
