@@ -52,8 +52,35 @@ Ttl = Annotated[
 Id = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")
 
 
+def storable(value: Any) -> Any:
+    """Refuse text the databases cannot store: NUL characters (PostgreSQL refuses them).
+
+    Walks nested lists and dicts (keys too) without recursion, so deep input cannot
+    overflow the stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("must not contain NUL characters")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return value
+
+
 class Strict(BaseModel):
+    """Unknown fields are errors; no text anywhere may hold a NUL character."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable(value)
 
 
 class ContactIn(Strict):
@@ -62,9 +89,29 @@ class ContactIn(Strict):
     verified: bool = False
 
 
+def _local(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("quiet hours are the customer's local time: give no UTC offset")
+    return value
+
+
+#: A local wall-clock time, ``22:00`` or ``22:00:00``, without a UTC offset.
+LocalTime = Annotated[
+    time,
+    AfterValidator(_local),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$",
+            "examples": ["22:00", "07:30:00"],
+        }
+    ),
+]
+
+
 class QuietHours(Strict):
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
 
 def _no_repeats(value: list[Channel]) -> list[Channel]:

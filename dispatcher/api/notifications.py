@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Path
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,6 +25,9 @@ from dispatcher.schemas import (
 from dispatcher.states import OPEN_STATES, NotificationState
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+#: Our notification ids are UUIDs; anything else is refused before the database sees it.
+NotificationId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9\-]+$")]
 
 #: How often a request that lost a unique-row race to a concurrent one is tried again.
 RETRIES = 3
@@ -109,7 +112,9 @@ def _load(session: Session, notification_id: str) -> Notification:
 
 
 @router.get("/{notification_id}", response_model=NotificationOut)
-def get_notification(notification_id: str, session: SessionDep, _: ApiKeyDep) -> NotificationOut:
+def get_notification(
+    notification_id: NotificationId, session: SessionDep, _: ApiKeyDep
+) -> NotificationOut:
     """State, resolved steps, attempts, events and cost of one notification."""
     notification = _load(session, notification_id)
     attempts = session.exec(
@@ -137,7 +142,7 @@ def get_notification(notification_id: str, session: SessionDep, _: ApiKeyDep) ->
 
 @router.post("/{notification_id}/cancel", response_model=NotificationAccepted)
 def cancel_notification(
-    notification_id: str, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
+    notification_id: NotificationId, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
 ) -> NotificationAccepted:
     """Stop a notification: nothing not yet sent will be sent."""
     notification = _load(session, notification_id)

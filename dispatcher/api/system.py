@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -76,6 +76,11 @@ def get_cascade(name: str, runtime: RuntimeDep, _: ApiKeyDep) -> CascadeOut:
     return _cascade_out(runtime, name)
 
 
+#: The period /v1/stats accepts: wide enough for any real data, far from datetime's limits.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 @router.get("/v1/stats", tags=["stats"])
 def stats(
     runtime: RuntimeDep,
@@ -83,18 +88,23 @@ def stats(
     _: ApiKeyDep,
     since: datetime | None = None,
     until: datetime | None = None,
-    cascade: str | None = None,
+    cascade: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
 ) -> dict[str, Any]:
     """Per channel: sent, delivered, read, failed, rates, time to read, cost; money saved."""
+    for name, value in (("since", since), ("until", until)):
+        if value is None:
+            continue
+        if value.tzinfo is None:
+            raise _bad_time(name, "give a time zone, e.g. 2026-01-01T00:00:00Z")
+        if not EARLIEST <= value <= LATEST:
+            raise _bad_time(name, "give a time between 1970-01-01 and 9000-01-01")
     end = until or runtime.now() + timedelta(seconds=1)
     start = since or end - timedelta(days=1)
-    for name, value in (("since", start), ("until", end)):
-        if value.tzinfo is None:
-            raise Problem(
-                422,
-                "Invalid request",
-                f"{name} needs a time zone",
-                errors=[{"field": name, "message": "give a time zone, e.g. 2026-01-01T00:00:00Z"}],
-            )
     sms_cost = runtime.settings.costs.get(Channel.SMS, 0.0)
     return summary(session, since=start, until=end, cascade=cascade, sms_cost=sms_cost)
+
+
+def _bad_time(name: str, message: str) -> Problem:
+    return Problem(
+        422, "Invalid request", f"{name}: {message}", errors=[{"field": name, "message": message}]
+    )
