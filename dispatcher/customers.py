@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, col, select
 
 from dispatcher.addresses import AddressError, normalize
 from dispatcher.engine import Profile
@@ -46,31 +48,52 @@ def _apply_preferences(customer: Customer, prefs: PreferencesIn | PreferencesPat
         customer.max_per_day = dict(prefs.max_per_day or {})
 
 
+def _insert(session: Session, model: type[SQLModel]) -> Any:
+    """``INSERT`` of the session's dialect, which has ``on_conflict_do_nothing``."""
+    table = SQLModel.metadata.tables[str(model.__tablename__)]
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def upsert_contacts(
     session: Session, customer_id: str, contacts: list[ContactIn], now: datetime, field: str
 ) -> None:
-    """Add contacts (or re-activate them); addresses are validated and normalised."""
+    """Add contacts (or re-activate them); addresses are validated and normalised.
+
+    Each row is inserted with ``ON CONFLICT DO NOTHING`` first, so two requests adding
+    the same contact at once both succeed; rows are touched in one order (no deadlock).
+    """
+    wanted: dict[tuple[str, str], bool] = {}
     for index, contact in enumerate(contacts):
         try:
             address = normalize(contact.channel, contact.address)
         except AddressError as exc:
             raise FieldError(f"{field}[{index}].address", str(exc)) from None
-        existing = session.exec(
-            select(ContactPoint).where(
-                ContactPoint.customer_id == customer_id,
-                ContactPoint.channel == contact.channel.value,
-                ContactPoint.address == address,
-            )
-        ).first()
-        if existing is None:
-            existing = ContactPoint(
+        key = (contact.channel.value, address)
+        wanted[key] = wanted.get(key, False) or contact.verified
+    for (channel, address), verified in sorted(wanted.items()):
+        session.execute(
+            _insert(session, ContactPoint)
+            .values(
                 customer_id=customer_id,
-                channel=contact.channel.value,
+                channel=channel,
                 address=address,
+                verified=verified,
+                status="active",
                 created_at=now,
                 updated_at=now,
             )
-        existing.verified = contact.verified or existing.verified
+            .on_conflict_do_nothing(index_elements=["customer_id", "channel", "address"])
+        )
+        existing = session.exec(
+            select(ContactPoint).where(
+                ContactPoint.customer_id == customer_id,
+                ContactPoint.channel == channel,
+                ContactPoint.address == address,
+            )
+        ).one()
+        existing.verified = verified or existing.verified
         existing.status = "active"
         existing.invalid_reason = None
         existing.updated_at = now
@@ -80,9 +103,7 @@ def upsert_contacts(
 
 def put_customer(session: Session, customer_id: str, body: CustomerIn, now: datetime) -> Customer:
     """Create or replace a customer's profile; contacts not listed are removed."""
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        customer = Customer(id=customer_id, created_at=now, updated_at=now)
+    customer = ensure_customer(session, customer_id, now)
     customer.locale = body.locale
     customer.timezone = body.timezone
     customer.updated_at = now
@@ -107,11 +128,16 @@ def normalize_or_raw(contact: ContactIn) -> str:
 
 
 def ensure_customer(session: Session, customer_id: str, now: datetime) -> Customer:
+    """The customer, created if new (``ON CONFLICT DO NOTHING``: a concurrent create is fine)."""
     customer = session.get(Customer, customer_id)
     if customer is None:
-        customer = Customer(id=customer_id, created_at=now, updated_at=now)
-        session.add(customer)
-        session.flush()
+        fresh = Customer(id=customer_id, created_at=now, updated_at=now)
+        session.execute(
+            _insert(session, Customer)
+            .values(**fresh.model_dump())
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        customer = session.get_one(Customer, customer_id)
     return customer
 
 
@@ -134,19 +160,35 @@ def contacts_of(session: Session, customer_id: str) -> list[ContactPoint]:
 
 
 def preferences_of(customer: Customer) -> PreferencesIn:
+    """The stored preferences, read leniently.
+
+    A value that today's validation refuses but an older version stored (a repeated or
+    unknown channel, a negative cap) is dropped, so it cannot fail every request for
+    this customer.
+    """
     quiet = None
     if customer.quiet_start and customer.quiet_end:
         quiet = QuietHours(
             start=time.fromisoformat(customer.quiet_start),
             end=time.fromisoformat(customer.quiet_end),
         )
+    categories = [c for c in customer.opt_out_categories if isinstance(c, str) and 0 < len(c) <= 32]
     return PreferencesIn(
-        channel_order=[Channel(c) for c in customer.channel_order],
-        opt_out_channels=[Channel(c) for c in customer.opt_out_channels],
-        opt_out_categories=list(customer.opt_out_categories),
+        channel_order=_channels(customer.channel_order),
+        opt_out_channels=_channels(customer.opt_out_channels),
+        opt_out_categories=list(dict.fromkeys(categories))[:32],
         quiet_hours=quiet,
-        max_per_day=dict(customer.max_per_day),
+        max_per_day={
+            k: v
+            for k, v in customer.max_per_day.items()
+            if isinstance(v, int) and 0 <= v <= 1_000_000 and 0 < len(k) <= 32
+        },
     )
+
+
+def _channels(stored: list[str]) -> list[Channel]:
+    known = {c.value for c in Channel}
+    return list(dict.fromkeys(Channel(c) for c in stored if c in known))
 
 
 def customer_out(session: Session, customer: Customer) -> CustomerOut:

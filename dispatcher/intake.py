@@ -18,7 +18,13 @@ from sqlmodel import Session, col, select
 from config.cascades import Cascade
 from config.settings import Settings
 from config.templates import ChannelTemplate, RenderError, render
-from dispatcher.customers import FieldError, ensure_customer, profile_of, upsert_contacts
+from dispatcher.customers import (
+    FieldError,
+    ensure_customer,
+    preferences_of,
+    profile_of,
+    upsert_contacts,
+)
 from dispatcher.engine import Plan, plan_steps
 from dispatcher.history import record
 from dispatcher.lifecycle import create_attempt
@@ -137,7 +143,7 @@ def over_cap(
     session: Session, customer: Customer, settings: Settings, category: str, now: datetime
 ) -> bool:
     """True when the customer already got ``max_per_day`` of this category in 24 hours."""
-    limit = customer.max_per_day.get(category, settings.max_per_day.get(category))
+    limit = preferences_of(customer).max_per_day.get(category, settings.max_per_day.get(category))
     if limit is None:
         return False
     sent = session.exec(

@@ -2,20 +2,85 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
-from typing import Any, Literal
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import WithJsonSchema
 
-from config.durations import Duration
+from config.durations import format_duration, parse_duration
 from providers.base import Channel
+
+#: A notification's TTL: at least a second (0 would mean "expired at once"), at most 30 days.
+TTL_MIN = timedelta(seconds=1)
+TTL_MAX = timedelta(days=30)
+
+
+def _ttl_in_range(value: timedelta) -> timedelta:
+    if not TTL_MIN <= value <= TTL_MAX:
+        raise ValueError(
+            f"must be between {format_duration(TTL_MIN)} and {format_duration(TTL_MAX)}"
+        )
+    return value
+
+
+Ttl = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_ttl_in_range),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "duration", "examples": ["15m", "6h", "PT10M"]},
+                {"type": "number", "minimum": 1, "maximum": TTL_MAX.total_seconds()},
+            ],
+            "description": "How long to keep trying: 1 s to 30 days, as seconds, "
+            "90s / 15m / 6h / 1d, or ISO 8601 (PT10M, P1DT2H). Default: the cascade's ttl.",
+        }
+    ),
+]
 
 Id = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")
 
 
+def storable(value: Any) -> Any:
+    """Refuse text the databases cannot store: NUL characters (PostgreSQL refuses them).
+
+    Walks nested lists and dicts (keys too) without recursion, so deep input cannot
+    overflow the stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("must not contain NUL characters")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return value
+
+
 class Strict(BaseModel):
+    """Unknown fields are errors; no text anywhere may hold a NUL character."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable(value)
 
 
 class ContactIn(Strict):
@@ -24,39 +89,64 @@ class ContactIn(Strict):
     verified: bool = False
 
 
+def _local(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("quiet hours are the customer's local time: give no UTC offset")
+    return value
+
+
+#: A local wall-clock time, ``22:00`` or ``22:00:00``, without a UTC offset.
+LocalTime = Annotated[
+    time,
+    AfterValidator(_local),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$",
+            "examples": ["22:00", "07:30:00"],
+        }
+    ),
+]
+
+
 class QuietHours(Strict):
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
+
+
+def _no_repeats(value: list[Channel]) -> list[Channel]:
+    if len(set(value)) != len(value):
+        raise ValueError("channels must not repeat")
+    return value
+
+
+# The rules for each preference, written once: PUT (PreferencesIn) and PATCH
+# (PreferencesPatch) validate with the same types, so PATCH can never store what PUT refuses.
+ChannelOrder = Annotated[list[Channel], Field(max_length=16), AfterValidator(_no_repeats)]
+Channels = Annotated[list[Channel], Field(max_length=16)]
+Category = Annotated[str, Field(min_length=1, max_length=32)]
+Categories = Annotated[list[Category], Field(max_length=32)]
+DailyLimits = Annotated[
+    dict[Category, Annotated[int, Field(ge=0, le=1_000_000)]], Field(max_length=32)
+]
 
 
 class PreferencesIn(Strict):
-    channel_order: list[Channel] = Field(default_factory=list, max_length=16)
-    opt_out_channels: list[Channel] = Field(default_factory=list, max_length=16)
-    opt_out_categories: list[str] = Field(default_factory=list, max_length=32)
+    channel_order: ChannelOrder = Field(default_factory=list)
+    opt_out_channels: Channels = Field(default_factory=list)
+    opt_out_categories: Categories = Field(default_factory=list)
     quiet_hours: QuietHours | None = None
-    max_per_day: dict[str, int] = Field(default_factory=dict)
-
-    @field_validator("channel_order")
-    @classmethod
-    def _unique(cls, value: list[Channel]) -> list[Channel]:
-        if len(set(value)) != len(value):
-            raise ValueError("channels must not repeat")
-        return value
-
-    @field_validator("max_per_day")
-    @classmethod
-    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
-        if any(limit < 0 for limit in value.values()):
-            raise ValueError("limits must be zero or more")
-        return value
+    max_per_day: DailyLimits = Field(default_factory=dict)
 
 
 class PreferencesPatch(Strict):
-    channel_order: list[Channel] | None = None
-    opt_out_channels: list[Channel] | None = None
-    opt_out_categories: list[str] | None = None
+    """Only the preferences given change; each is validated as in :class:`PreferencesIn`."""
+
+    channel_order: ChannelOrder | None = None
+    opt_out_channels: Channels | None = None
+    opt_out_categories: Categories | None = None
     quiet_hours: QuietHours | None = None
-    max_per_day: dict[str, int] | None = None
+    max_per_day: DailyLimits | None = None
 
 
 class CustomerIn(Strict):
@@ -111,7 +201,7 @@ class NotificationIn(Strict):
     content: ContentIn | None = None
     template: str | None = Field(default=None, max_length=64)
     data: dict[str, Any] = Field(default_factory=dict)
-    ttl: Duration | None = None
+    ttl: Ttl | None = None
     contacts: list[ContactIn] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
@@ -181,7 +271,7 @@ class ReceiptIn(Strict):
     attempt_id: str | None = Field(default=None, max_length=36)
     notification_id: str | None = Field(default=None, max_length=36)
     status: Literal["delivered", "read", "clicked"]
-    token: str | None = Field(default=None, max_length=128)
+    token: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")
     event_id: str | None = Field(default=None, max_length=128)
 
     @model_validator(mode="after")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
-from dispatcher.api.notifications import field_problem
-from dispatcher.api.problems import Problem
+from dispatcher.api.notifications import RETRIES, field_problem
+from dispatcher.api.problems import Problem, busy
 from dispatcher.customers import FieldError, customer_out, patch_preferences, put_customer
 from dispatcher.models import Customer, Event
 from dispatcher.schemas import CustomerIn, CustomerOut, EventOut, PreferencesPatch
@@ -28,13 +29,18 @@ def upsert_customer(
     _: ApiKeyDep,
 ) -> CustomerOut:
     """Create or replace a customer's contacts and preferences."""
-    try:
-        customer = put_customer(session, customer_id, body, runtime.now())
-        session.commit()
-    except FieldError as exc:
-        session.rollback()
-        raise field_problem(exc) from None
-    return customer_out(session, customer)
+    for _try in range(RETRIES):
+        try:
+            customer = put_customer(session, customer_id, body, runtime.now())
+            session.commit()
+        except FieldError as exc:
+            session.rollback()
+            raise field_problem(exc) from None
+        except IntegrityError:
+            session.rollback()  # lost a race to a concurrent write of this customer: again
+            continue
+        return customer_out(session, customer)
+    raise busy()
 
 
 @router.get("/{customer_id}", response_model=CustomerOut)

@@ -27,25 +27,36 @@ class BodyLimit:
             await self._reject(send, scope)
             return
         seen = 0
-        started = False
+        over = False  # the body went over the limit
+        started = False  # a response (ours or the app's) has started
+        replaced = False  # the app's response was replaced by our 413
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    over = True
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns any error while reading the body into its own 400: once the
+            # body went over the limit, whatever the app answers becomes our 413.
+            nonlocal started, replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start" and not started:
                 started = True
+                if over:
+                    replaced = True
+                    await self._reject(send, scope)
+                    return
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
             if not started:
                 await self._reject(send, scope)

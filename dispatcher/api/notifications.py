@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Path
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
-from dispatcher.api.problems import Problem
+from dispatcher.api.problems import Problem, busy
 from dispatcher.customers import FieldError
 from dispatcher.intake import IdempotencyConflict, accept, find_by_key, request_hash
 from dispatcher.lifecycle import finish
@@ -25,6 +25,12 @@ from dispatcher.schemas import (
 from dispatcher.states import OPEN_STATES, NotificationState
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+#: Our notification ids are UUIDs; anything else is refused before the database sees it.
+NotificationId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9\-]+$")]
+
+#: How often a request that lost a unique-row race to a concurrent one is tried again.
+RETRIES = 3
 
 
 def field_problem(exc: FieldError) -> Problem:
@@ -55,32 +61,38 @@ def send_notification(
 ) -> NotificationAccepted:
     """Accept a notification and start its cascade."""
     now = runtime.now()
-    try:
-        result = accept(
-            session,
-            body,
-            cascades=runtime.cascades,
-            settings=runtime.settings,
-            api_key_id=key_id,
-            idempotency_key=idempotency_key,
-            now=now,
-        )
-        session.commit()
-    except FieldError as exc:
-        session.rollback()
-        raise field_problem(exc) from None
-    except IdempotencyConflict:
-        session.rollback()
-        raise _conflict() from None
-    except IntegrityError:
-        # A concurrent request with the same Idempotency-Key committed first.
-        session.rollback()
-        existing = find_by_key(session, key_id, idempotency_key or "")
-        if existing is None or existing.request_hash != request_hash(body):
+    for _try in range(RETRIES):
+        try:
+            result = accept(
+                session,
+                body,
+                cascades=runtime.cascades,
+                settings=runtime.settings,
+                api_key_id=key_id,
+                idempotency_key=idempotency_key,
+                now=now,
+            )
+            session.commit()
+        except FieldError as exc:
+            session.rollback()
+            raise field_problem(exc) from None
+        except IdempotencyConflict:
+            session.rollback()
             raise _conflict() from None
-        return accepted_out(existing)
-    runtime.publisher.publish(result.doorbells)
-    return accepted_out(result.notification)
+        except IntegrityError:
+            # A concurrent request committed first: the same Idempotency-Key (replay it,
+            # or 409 if the body differs), or some other unique row (try again).
+            session.rollback()
+            if idempotency_key:
+                existing = find_by_key(session, key_id, idempotency_key)
+                if existing is not None:
+                    if existing.request_hash != request_hash(body):
+                        raise _conflict() from None
+                    return accepted_out(existing)
+            continue
+        runtime.publisher.publish(result.doorbells)
+        return accepted_out(result.notification)
+    raise busy()
 
 
 def _conflict() -> Problem:
@@ -100,7 +112,9 @@ def _load(session: Session, notification_id: str) -> Notification:
 
 
 @router.get("/{notification_id}", response_model=NotificationOut)
-def get_notification(notification_id: str, session: SessionDep, _: ApiKeyDep) -> NotificationOut:
+def get_notification(
+    notification_id: NotificationId, session: SessionDep, _: ApiKeyDep
+) -> NotificationOut:
     """State, resolved steps, attempts, events and cost of one notification."""
     notification = _load(session, notification_id)
     attempts = session.exec(
@@ -128,7 +142,7 @@ def get_notification(notification_id: str, session: SessionDep, _: ApiKeyDep) ->
 
 @router.post("/{notification_id}/cancel", response_model=NotificationAccepted)
 def cancel_notification(
-    notification_id: str, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
+    notification_id: NotificationId, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
 ) -> NotificationAccepted:
     """Stop a notification: nothing not yet sent will be sent."""
     notification = _load(session, notification_id)

@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MEDIA_TYPE = "application/problem+json"
@@ -35,6 +37,20 @@ class Problem(Exception):
         self.headers = headers
 
 
+#: Seconds a client should wait before retrying when the database is unavailable.
+RETRY_AFTER = 5
+
+
+def busy() -> Problem:
+    """503 for a request that can succeed later unchanged (database down or contended)."""
+    return Problem(
+        503,
+        "Service unavailable",
+        "the database is unavailable or busy; retry later",
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
+
+
 def problem_response(
     status: int,
     title: str,
@@ -52,6 +68,18 @@ def problem_response(
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """The database cannot be reached or used right now (down, restarting, dropped, locked).
+
+    Connection failures and SQLite's "database is locked" are ``OperationalError``;
+    a connection killed under a statement is ``connection_invalidated``; a full pool
+    times out. Anything else from the database (a bug, a constraint) stays a 500.
+    """
+    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -101,6 +129,26 @@ def install(app: FastAPI) -> None:
             instance=request.url.path,
             headers=getattr(exc, "headers", None),
         )
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
+        log.warning(
+            "database unavailable: %s",
+            type(exc.__cause__ or exc).__name__,
+            extra={"path": request.url.path},
+        )
+        answer = busy()
+        return problem_response(
+            answer.status,
+            answer.title,
+            answer.detail,
+            instance=request.url.path,
+            headers=answer.headers,
+        )
+
+    app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(PoolTimeout, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -28,22 +28,20 @@ log = logging.getLogger("dispatcher.api.webhooks")
 def app_receipt(
     body: ReceiptIn, request: Request, runtime: RuntimeDep, session: SessionDep
 ) -> ReceiptOut:
-    """An app confirms a push was delivered or read (API key or the attempt's receipt token)."""
-    attempt = _find_attempt(session, body)
-    secret = runtime.settings.effective_receipt_secret
-    token_ok = bool(body.token) and check_receipt_token(secret, attempt.id, body.token or "")
-    if not token_ok and authenticate(request) is None:
-        raise Problem(
-            401,
-            "Unauthorized",
-            "send an API key or the push's receipt_token",
-            headers={"WWW-Authenticate": 'Bearer realm="cascade"'},
-        )
+    """An app confirms a push was delivered or read (API key or the attempt's receipt token).
+
+    Authentication comes before any lookup, so the answer to a caller without a valid key
+    or token is the same 401 whether the attempt exists or not.
+    """
+    attempt = _authorized_attempt(session, body, request, runtime)
     kind = ReceiptKind.READ if body.status in ("read", "clicked") else ReceiptKind.DELIVERED
+    # Dedupe ids live under the attempt: a client's event id can never equal (and so
+    # pre-claim) the id of another attempt's receipt.
+    suffix = f"client:{body.event_id}" if body.event_id else kind.value
     event = ReceiptEvent(
         # The push's token confirms push attempts only; an API key (the operator) any attempt.
-        provider="app" if token_ok else "operator",
-        event_id=body.event_id or f"{attempt.id}:{kind.value}",
+        provider="operator" if authenticate(request) is not None else "app",
+        event_id=f"{attempt.id}:{suffix}",
         kind=kind,
         reference=attempt.id,
     )
@@ -58,15 +56,48 @@ def app_receipt(
     )
 
 
-def _find_attempt(session: SessionDep, body: ReceiptIn) -> Attempt:
+def _unauthorized() -> Problem:
+    return Problem(
+        401,
+        "Unauthorized",
+        "send an API key or the push's receipt_token",
+        headers={"WWW-Authenticate": 'Bearer realm="cascade"'},
+    )
+
+
+def _authorized_attempt(
+    session: Session, body: ReceiptIn, request: Request, runtime: RuntimeDep
+) -> Attempt:
+    """The attempt, for a caller with the API key or the attempt's token; else a 401."""
+    secret = runtime.settings.effective_receipt_secret
+    if authenticate(request) is not None:
+        return _find_attempt(session, body)
+    if not body.token:
+        raise _unauthorized()
+    if body.attempt_id:
+        # The token is an HMAC of the attempt id: checked without touching the database.
+        if not check_receipt_token(secret, body.attempt_id, body.token):
+            raise _unauthorized()
+        return _find_attempt(session, body)
+    attempt = _push_attempt_of(session, body.notification_id or "")
+    if attempt is None or not check_receipt_token(secret, attempt.id, body.token):
+        raise _unauthorized()  # the same answer whether or not the notification exists
+    return attempt
+
+
+def _push_attempt_of(session: Session, notification_id: str) -> Attempt | None:
+    return session.exec(
+        select(Attempt)
+        .where(Attempt.notification_id == notification_id, Attempt.channel == "push")
+        .order_by(col(Attempt.step))
+    ).first()
+
+
+def _find_attempt(session: Session, body: ReceiptIn) -> Attempt:
     if body.attempt_id:
         attempt = session.get(Attempt, body.attempt_id)
     else:
-        attempt = session.exec(
-            select(Attempt)
-            .where(Attempt.notification_id == body.notification_id, Attempt.channel == "push")
-            .order_by(col(Attempt.step))
-        ).first()
+        attempt = _push_attempt_of(session, body.notification_id or "")
     if attempt is None:
         field = "attempt_id" if body.attempt_id else "notification_id"
         raise Problem(
@@ -97,7 +128,8 @@ async def _webhook_request(request: Request, runtime: RuntimeDep) -> WebhookRequ
     )
 
 
-@router.api_route("/webhooks/{provider}", methods=["GET", "POST"], include_in_schema=True)
+@router.get("/webhooks/{provider}", operation_id="webhook_handshake")
+@router.post("/webhooks/{provider}", operation_id="webhook")
 async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> Response:
     """Provider callbacks and verification handshakes, authenticated by signature."""
     receiver = runtime.router.receiver(provider)

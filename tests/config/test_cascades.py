@@ -190,3 +190,42 @@ def test_bad_duration(raw: object):
 def test_format_duration(seconds: float, text: str):
     """The shortest exact form."""
     assert format_duration(timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("PT10M", 600), ("P1DT2H", 93600), ("P2W", 14 * 86400), ("PT1.5S", 1.5), ("pt90s", 90)],
+)
+def test_parse_iso_8601_duration(raw: str, seconds: float):
+    """ISO 8601 durations (the OpenAPI's ``format: duration``) parse too."""
+    assert parse_duration(raw) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("99999999999d", "longer than the maximum"),
+        ("999999999d", "longer than the maximum"),
+        (1e300, "longer than the maximum"),
+        (10**400, "longer than the maximum"),
+        (float("inf"), "longer than the maximum"),
+        (float("nan"), "not a duration"),
+        (-300, "negative"),
+        ("P1Y", "years and months"),
+        ("P1M", "years and months"),
+        ("PT", "ISO 8601"),
+        ("P1H", "ISO 8601"),
+    ],
+)
+def test_out_of_range_durations_are_value_errors(raw: object, message: str):
+    """Huge, infinite, negative or ambiguous durations are a ValueError, never an overflow."""
+    with pytest.raises(ValueError, match=message):
+        parse_duration(raw)
+
+
+@pytest.mark.parametrize("ttl", ["99999999999d", "1.0e+300", ".inf"])
+def test_overflowing_cascade_duration_names_file_and_field(tmp_path: Path, ttl: str):
+    """A cascade ttl too large for a datetime is a config error on 'ttl', not an OverflowError."""
+    [(field, message, line)] = problems_of(tmp_path, GOOD.replace("ttl: 1h", f"ttl: {ttl}"))
+    assert (field, line) == ("ttl", 2)
+    assert "longer than the maximum" in message

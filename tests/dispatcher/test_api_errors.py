@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from dispatcher.api.app import create_app
+from dispatcher.runtime import Runtime
+from tests.conftest import AUTH
+from tests.simulators.server import serve
 from tests.support.scenario import PHONE, put_customer
 
 
@@ -155,3 +162,117 @@ def test_bad_preferences_are_422(api: TestClient):
     assert fields(body) == ["preferences.channel_order"]
     body = problem(api.put("/v1/customers/p5", json={"timezone": "Mars/Olympus"}), 422)
     assert fields(body) == ["timezone"]
+
+
+def chunks(total: int) -> Iterator[bytes]:
+    """A JSON body sent in 8 KB chunks with no Content-Length (Transfer-Encoding: chunked)."""
+    yield b'{"customer_id": "p6", "cascade": "basic", "content": {"text": "'
+    for _ in range(total // 8192):
+        yield b"x" * 8192
+    yield b'"}}'
+
+
+@pytest.mark.parametrize("path", ["/v1/notifications", "/v1/receipts"])
+def test_chunked_oversized_body_is_413_over_real_http(runtime: Runtime, path: str):
+    """A chunked body over the limit is a 413 problem (not a 400), through real uvicorn."""
+    with serve(create_app(runtime)) as url:
+        response = httpx.post(url + path, content=chunks(200_000), headers=AUTH, timeout=30)
+        assert "content-length" not in response.request.headers
+        body = problem(response, 413)
+        assert "limit" in body["detail"]
+        small = httpx.post(url + path, content=chunks(100), headers=AUTH, timeout=30)
+        assert small.status_code != 413
+
+
+def test_chunked_oversized_body_is_413_through_asgi(runtime: Runtime):
+    """The same at the ASGI level: the body arrives as several http.request messages."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks(200_000):
+            yield chunk
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.post("/v1/notifications", content=body(), headers=AUTH)
+
+    problem(asyncio.run(post()), 413)
+
+
+NUL_TEXT = {"customer_id": "p7", "cascade": "basic", "content": {"text": "a\u0000b"}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "field"),
+    [
+        ("post", "/v1/notifications", NUL_TEXT, "content.text"),
+        (
+            "post",
+            "/v1/notifications",
+            b'{"customer_id": "p7", "cascade": "basic", "content": {"text": "\\ud800"}}',
+            "content.text",
+        ),
+        ("put", "/v1/customers/p7", {"locale": "\u0000"}, "locale"),
+        (
+            "put",
+            "/v1/customers/p7",
+            {"preferences": {"opt_out_categories": ["x\u0000"]}},
+            "preferences.opt_out_categories",
+        ),
+        (
+            "patch",
+            "/v1/customers/p7/preferences",
+            {"max_per_day": {"\u0000": 1}},
+            "max_per_day",
+        ),
+        (
+            "put",
+            "/v1/customers/p7",
+            {"preferences": {"quiet_hours": {"start": "22:00+09:00", "end": "07:00"}}},
+            "preferences.quiet_hours.start",
+        ),
+    ],
+)
+def test_text_the_database_cannot_store_is_422(
+    api: TestClient, method: str, path: str, payload: Any, field: str
+):
+    """Found by the schemathesis run: NUL characters and lone surrogates (PostgreSQL and
+    SQLite cannot store them) and quiet hours with a UTC offset (they are local times)."""
+    put_customer(api, "p7")
+    if isinstance(payload, bytes):
+        response = api.request(
+            method, path, content=payload, headers={"content-type": "application/json"}
+        )
+    else:
+        response = api.request(method, path, json=payload)
+    body = problem(response, 422)
+    assert fields(body) == [field]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "0001-01-01T00:00:00Z", "until": "0001-01-01T00:00:00Z"},
+        {"until": "0001-01-01T00:00:00Z"},
+        {"since": "9999-12-31T23:59:59Z"},
+        {"cascade": "a\u0000"},
+    ],
+)
+def test_stats_extreme_query_is_not_a_server_error(api: TestClient, query: dict[str, str]):
+    """Found by the schemathesis run: the edges of the calendar and NUL in a filter."""
+    response = api.get("/v1/stats", params=query)
+    assert response.status_code in (200, 422), response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/v1/notifications/a%00b"),
+        ("post", "/v1/notifications/a%00b/cancel"),
+        ("get", "/v1/notifications/" + "x" * 300),
+    ],
+)
+def test_notification_ids_are_checked_before_the_database(api: TestClient, method: str, path: str):
+    """Found by the schemathesis run: a NUL in a path id was a 500 on PostgreSQL."""
+    body = problem(api.request(method, path), 422)
+    assert fields(body) == ["notification_id"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session
 
+from dispatcher.models import Customer
 from tests.support.scenario import EMAIL, PHONE, put_customer, send
 
 
@@ -73,3 +77,54 @@ def test_metrics_are_exposed(api: TestClient):
     response = api.get("/metrics", headers={"Authorization": ""})
     assert response.status_code == 200
     assert "cascade_provider_failures" in response.text
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"channel_order": ["sms", "sms"]}, "channel_order"),
+        ({"opt_out_channels": ["pigeon"]}, "opt_out_channels[0]"),
+        ({"max_per_day": {"transactional": -1}}, "max_per_day.transactional"),
+        ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "quiet_hours.start"),
+        ({"opt_out_categories": ["x" * 33]}, "opt_out_categories[0]"),
+    ],
+)
+def test_patch_validates_like_put_and_writes_nothing(
+    api: TestClient, patch: dict[str, object], field: str
+):
+    """A bad PATCH is a 422 naming the field; the profile, and sending to it, still work."""
+    before = put_customer(api, "c4", channel_order=["email"])
+    response = api.patch("/v1/customers/c4/preferences", json=patch)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert api.get("/v1/customers/c4").json() == before
+    assert send(api, "c4")["state"] == "accepted"
+
+
+def test_put_and_patch_share_one_preferences_schema(api: TestClient):
+    """What PUT refuses, PATCH refuses with the same field and message."""
+    bad = {"max_per_day": {"marketing": -5}}
+    put = api.put("/v1/customers/c5", json={"preferences": bad})
+    put_customer(api, "c5")
+    patch = api.patch("/v1/customers/c5/preferences", json=bad)
+    assert (put.status_code, patch.status_code) == (422, 422)
+    assert [e["message"] for e in put.json()["errors"]] == [
+        e["message"] for e in patch.json()["errors"]
+    ]
+    assert put.json()["errors"][0]["field"] == "preferences." + patch.json()["errors"][0]["field"]
+
+
+def test_stored_bad_preferences_do_not_break_the_customer(api: TestClient, db_engine: Engine):
+    """Rows written by the old unvalidated PATCH (repeats, negative caps) still read and send."""
+    put_customer(api, "c6")
+    with Session(db_engine) as session:
+        customer = session.get_one(Customer, "c6")
+        customer.channel_order = ["sms", "sms", "email"]
+        customer.max_per_day = {"transactional": -1}
+        session.add(customer)
+        session.commit()
+    response = api.get("/v1/customers/c6")
+    assert response.status_code == 200, response.text
+    assert response.json()["preferences"]["channel_order"] == ["sms", "email"]
+    assert response.json()["preferences"]["max_per_day"] == {}
+    assert send(api, "c6")["state"] == "accepted"
