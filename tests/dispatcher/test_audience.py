@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ def _cascade() -> Cascade:
     return load_cascades(CASCADES, set(Channel))["basic"]
 
 
-def customer(cid: str = "c1", **values: object) -> Customer:
+def customer(cid: str = "c1", **values: Any) -> Customer:
     return Customer(id=cid, created_at=NOW, updated_at=NOW, **values)
 
 

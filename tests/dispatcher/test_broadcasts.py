@@ -63,7 +63,7 @@ def per_customer(runtime: Runtime, broadcast_id: str) -> dict[str, int]:
         rows = session.exec(
             select(Notification.customer_id, func.count())
             .where(Notification.broadcast_id == broadcast_id)
-            .group_by(Notification.customer_id)  # type: ignore[arg-type]
+            .group_by(Notification.customer_id)
         ).all()
     return {customer: int(count) for customer, count in rows}
 
