@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     demote_slow_window: float = Field(default=600.0, gt=0)  #: recent window, seconds
     latency_check_every: float = Field(default=60.0, gt=0)  #: seconds between checks
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    #: Global rate limit per channel for providers without their own ``RATE_LIMIT``
+    #: (the sandbox included): messages/s, e.g. ``{"telegram": 30, "whatsapp": "80/10"}``.
+    rate_limits: dict[Channel, Any] = Field(default_factory=dict)
+    throttle_max_wait: float = Field(default=1.0, ge=0)  #: longer: the attempt is rescheduled
+    broadcast_batch: int = Field(default=1000, ge=1)  #: customers planned per fan-out task
+    broadcast_stalled_after: float = Field(default=60.0, gt=0)  #: fan-out restarted by sweep
+    max_broadcast_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
     @field_validator("api_keys", mode="before")
     @classmethod

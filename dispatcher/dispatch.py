@@ -28,6 +28,7 @@ from dispatcher.models import Attempt, ContactPoint, Notification
 from dispatcher.outcomes import Outcome, record_outcome
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
+from dispatcher.throttle import Throttled
 from dispatcher.tokens import receipt_token
 from dispatcher.work import Work, unit_of_work
 from providers.base import Channel, Message, Provider, TemplateRef
@@ -208,6 +209,7 @@ def _call_providers(
             with session_scope(rt.engine) as session:
                 _calling(session, attempt_id, token, provider.name)
         try:
+            rt.throttle.wait(provider.name, provider.channel)  # global rate limit (Redis)
             result = provider.send(message)
         except (NotSentError, ProviderConfigError) as exc:
             # Provider-level: it provably did not take the message; the next one may.
@@ -217,7 +219,8 @@ def _call_providers(
                     "provider configuration error",
                     extra={"provider": provider.name, "code": exc.code},
                 )
-            rt.router.health.failed(provider.name, kind, now)
+            if not isinstance(exc, Throttled):  # busy is not broken: no demotion
+                rt.router.health.failed(provider.name, kind, now)
             last = Outcome(provider, error=exc)
             continue
         except ProviderError as exc:

@@ -143,7 +143,7 @@ def over_cap(
     session: Session, customer: Customer, settings: Settings, category: str, now: datetime
 ) -> bool:
     """True when the customer already got ``max_per_day`` of this category in 24 hours."""
-    limit = preferences_of(customer).max_per_day.get(category, settings.max_per_day.get(category))
+    limit = daily_limit(customer, settings, category)
     if limit is None:
         return False
     sent = session.exec(
@@ -157,6 +157,11 @@ def over_cap(
         )
     ).one()
     return int(sent) >= limit
+
+
+def daily_limit(customer: Customer, settings: Settings, category: str) -> int | None:
+    """The customer's own ``max_per_day`` for ``category``, else the global one."""
+    return preferences_of(customer).max_per_day.get(category, settings.max_per_day.get(category))
 
 
 def render_content(

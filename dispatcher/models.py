@@ -115,6 +115,8 @@ class Notification(SQLModel, table=True):
             "created_at",
             postgresql_include=["id", "cascade", "state", "finished_channel", "sms_step", "cost"],
         ),
+        # One notification per customer per broadcast (NULLs are distinct: single sends).
+        Index("uq_notification_broadcast_customer", "broadcast_id", "customer_id", unique=True),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -140,6 +142,7 @@ class Notification(SQLModel, table=True):
     sms_step: bool | None = Field(
         default=None, sa_column=Column(Boolean, nullable=True, default=has_sms_step)
     )
+    broadcast_id: str | None = Field(default=None, max_length=36)  #: set when fanned out
 
 
 class Attempt(SQLModel, table=True):
@@ -265,3 +268,42 @@ class WebhookNonce(SQLModel, table=True):
     nonce: str = Field(primary_key=True, max_length=128)
     fingerprint: str = Field(max_length=64)  #: SHA-256 of the body it arrived with
     expires_at: datetime = utc_column(index=True, nullable=False)
+
+
+class Broadcast(SQLModel, table=True):
+    """One cascade to many customers, fanned out in batches by tasks on the engine queue.
+
+    ``batches`` is the fan-out's compare-and-set token: a batch commits only if it
+    moves ``batches`` from the value it read, so a batch done twice creates nothing twice.
+    """
+
+    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    cascade: str = Field(max_length=64)
+    category: str = Field(max_length=32)
+    content: dict[str, Any] = json_column(dict)  #: rendered per channel, shared by all
+    ttl_seconds: float
+    audience_kind: str = Field(max_length=16)  #: ids | all | locale
+    audience_filter: str | None = Field(default=None, max_length=64)  #: the locale
+    audience: int = 0  #: members (distinct customer ids)
+    state: str = Field(default="fanning_out", index=True, max_length=16)
+    batches: int = 0  #: batches fanned out (the compare-and-set token)
+    cursor: str | None = Field(default=None, max_length=128)  #: last member done
+    processed: int = 0  #: members planned so far
+    created: int = 0  #: notifications created so far
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64)
+    api_key_id: str = Field(default="", max_length=16)
+    created_at: datetime = utc_column(nullable=False)
+    progress_at: datetime = utc_column(nullable=False)  #: last batch (stalled fan-out check)
+    finished_at: datetime | None = utc_column()
+
+
+class BroadcastMember(SQLModel, table=True):
+    """One customer of a broadcast's audience, stored when the broadcast is accepted."""
+
+    __tablename__ = "broadcast_member"
+
+    broadcast_id: str = Field(primary_key=True, max_length=36)
+    customer_id: str = Field(primary_key=True, max_length=128)

@@ -28,9 +28,17 @@ class Doorbell:
 class Publisher(Protocol):
     def publish(self, doorbells: Sequence[Doorbell]) -> None: ...
 
+    def fan_out(self, broadcast_id: str, batch: int) -> None:
+        """Queue ``broadcast.fan_out(broadcast_id, batch)`` on the engine queue."""
+        ...
+
     def queue_depth(self, channel: str) -> int | None:
         """Messages waiting in ``channel``'s queue; None when the broker cannot say."""
         ...
+
+
+#: The broadcast fan-out task (ids only: broadcast id and batch number).
+FAN_OUT_TASK = "broadcast.fan_out"
 
 
 def task_name(channel: str) -> str:
@@ -56,6 +64,17 @@ class CeleryPublisher:
                     extra={"attempt_id": bell.attempt_id, "error": type(exc).__name__},
                 )
 
+    def fan_out(self, broadcast_id: str, batch: int) -> None:
+        try:
+            self._app.send_task(  # type: ignore[attr-defined]
+                FAN_OUT_TASK, args=[broadcast_id, batch], queue="engine"
+            )
+        except Exception as exc:
+            log.warning(
+                "fan-out publish failed; the sweep will restart it",
+                extra={"broadcast_id": broadcast_id, "error": type(exc).__name__},
+            )
+
     def queue_depth(self, channel: str) -> int | None:
         """A passive declare: works on Redis and AMQP brokers alike. A missing queue is empty."""
         try:
@@ -77,9 +96,13 @@ class RecordingPublisher:
 
     published: list[Doorbell] = field(default_factory=list)
     depths: dict[str, int] = field(default_factory=dict)  #: what queue_depth answers
+    fan_outs: list[tuple[str, int]] = field(default_factory=list)  #: (broadcast, batch)
 
     def publish(self, doorbells: Sequence[Doorbell]) -> None:
         self.published.extend(doorbells)
+
+    def fan_out(self, broadcast_id: str, batch: int) -> None:
+        self.fan_outs.append((broadcast_id, batch))
 
     def queue_depth(self, channel: str) -> int | None:
         return self.depths.get(channel)

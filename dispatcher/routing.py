@@ -89,6 +89,7 @@ class Router:
                 raise RoutingError(f"CASCADE_PROVIDERS__{name.upper()}: unknown provider")
             cls = REGISTRY[name]
             raw = dict(provider_settings.get(name, {}))
+            raw.pop("rate_limit", None)  # the dispatcher's global throttle reads it
             if "status_callback_url" in cls.config_model.model_fields and public_url:
                 # Providers told per message where to call back default to our webhook.
                 raw.setdefault(

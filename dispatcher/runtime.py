@@ -6,7 +6,7 @@ Workers build it lazily in each child process (after fork), the API at startup.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
@@ -18,6 +18,7 @@ from dispatcher.db import get_engine
 from dispatcher.health import ProviderHealth
 from dispatcher.publisher import Publisher
 from dispatcher.routing import Router
+from dispatcher.throttle import Throttle, parse_limit
 from providers.http import make_client
 
 Clock = Callable[[], datetime]
@@ -37,6 +38,7 @@ class Runtime:
     publisher: Publisher
     clock: Clock = utcnow
     next_latency_check: datetime = EPOCH  #: when the sweep next checks receipt latency
+    throttle: Throttle = field(default_factory=Throttle.unlimited)  #: global provider limits
 
     def now(self) -> datetime:
         return self.clock()
@@ -64,6 +66,22 @@ def build_router(settings: Settings, redis_client: object | None) -> Router:
     )
 
 
+def build_throttle(settings: Settings, redis_client: redis.Redis | None) -> Throttle:
+    """Rate limits from ``CASCADE_PROVIDERS__<NAME>__RATE_LIMIT`` and ``CASCADE_RATE_LIMITS``."""
+    providers = {
+        name: parse_limit(values["rate_limit"], f"CASCADE_PROVIDERS__{name.upper()}__RATE_LIMIT")
+        for name, values in settings.providers.items()
+        if values.get("rate_limit") is not None
+    }
+    channels = {
+        channel.value: parse_limit(value, f"CASCADE_RATE_LIMITS__{channel.value.upper()}")
+        for channel, value in settings.rate_limits.items()
+    }
+    return Throttle(
+        redis_client, providers=providers, channels=channels, max_wait=settings.throttle_max_wait
+    )
+
+
 def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcnow) -> Runtime:
     """Validate providers and cascades (fail fast) and connect the database."""
     redis_client = redis.Redis.from_url(
@@ -72,4 +90,5 @@ def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcno
     router = build_router(settings, redis_client)
     cascades = load_cascades(settings.cascades_dir, router.available_channels())
     engine = get_engine(settings.effective_database_url, settings.db_pool_size)
-    return Runtime(settings, cascades, engine, router, publisher, clock)
+    throttle = build_throttle(settings, redis_client)
+    return Runtime(settings, cascades, engine, router, publisher, clock, throttle=throttle)

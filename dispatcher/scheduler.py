@@ -64,6 +64,7 @@ def _busy(report: SweepReport) -> dict[str, int]:
         "stale": report.stale,
         "republished": report.republished,
         "receipts": report.receipts,
+        "fan_outs": report.fan_outs,
     }
     return {name: value for name, value in counts.items() if value}
 

@@ -5,7 +5,8 @@ passed without their condition escalate to the next step; (c) claims stuck in
 ``sending`` past the time limit become ``unknown`` (never resent blindly);
 (d) pending attempts whose doorbell is lost (old, and not in its queue) are
 published again; (e) stored
-receipts that are due (sandbox) or were waiting for their attempt are applied.
+receipts that are due (sandbox) or were waiting for their attempt are applied;
+(f) broadcast fan-outs that stalled (task lost) get their next batch queued again.
 
 Every change is a compare-and-set, so overlapping sweeps are harmless; on
 PostgreSQL rows are picked with ``FOR UPDATE SKIP LOCKED`` so sweeps on several
@@ -24,6 +25,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from dispatcher.db import session_scope
 from dispatcher.decisions import on_stale_claim
+from dispatcher.fanout import restart_stalled
 from dispatcher.latency import LatencyRule, demote_slow
 from dispatcher.lifecycle import apply, escalate, finish
 from dispatcher.models import (
@@ -52,6 +54,7 @@ class SweepReport:
     stale: int = 0
     republished: int = 0
     receipts: int = 0
+    fan_outs: int = 0  #: stalled broadcast fan-outs restarted
     demoted: list[str] = field(default_factory=list)
     doorbells: list[Doorbell] = field(default_factory=list)
 
@@ -94,6 +97,7 @@ def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
     with unit_of_work(rt, now) as work:
         report.republished = _republish(rt, work, batch)
         report.doorbells += work.bells
+    report.fan_outs = restart_stalled(rt, now)
     return report
 
 

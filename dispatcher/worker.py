@@ -16,7 +16,8 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 from config.settings import get_settings
 from dispatcher.db import dispose_all
 from dispatcher.dispatch import send_attempt
-from dispatcher.publisher import CeleryPublisher, task_name
+from dispatcher.fanout import fan_out
+from dispatcher.publisher import FAN_OUT_TASK, CeleryPublisher, task_name
 from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime, build_runtime
 from providers.base import Channel
@@ -69,3 +70,11 @@ def _register_send(channel: Channel) -> None:
 
 for _channel in Channel:
     _register_send(_channel)
+
+
+@app.task(name=FAN_OUT_TASK, queue="engine")
+def fan_out_broadcast(broadcast_id: str, batch: int) -> str:
+    """One batch of a broadcast's members: notifications created in one transaction."""
+    outcome = fan_out(runtime(), broadcast_id, batch)
+    log.info("broadcast %s batch %d: %s", broadcast_id, batch, outcome)
+    return outcome

@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from config.settings import get_settings
-from dispatcher.api import access_log, customers, notifications, problems, receipts, system
+from dispatcher.api import (
+    access_log,
+    broadcasts,
+    customers,
+    notifications,
+    problems,
+    receipts,
+    system,
+)
 from dispatcher.api.deps import KeyRing
 from dispatcher.api.limits import BodyLimit
 from dispatcher.publisher import CeleryPublisher
@@ -23,9 +31,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     access_log.install()  # webhook secrets in query strings never reach the access log
     app.state.keyring = KeyRing(runtime.settings.effective_api_keys)
     problems.install(app)
-    for module in (notifications, customers, receipts, system):
+    for module in (notifications, customers, receipts, system, broadcasts):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=runtime.settings.max_body_bytes,
+        # A broadcast's id list may hold a million ids: a larger limit on that route only.
+        overrides={"/v1/broadcasts": runtime.settings.max_broadcast_body_bytes},
+    )
     return app
 
 

@@ -13,18 +13,22 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}  #: exact path -> its own limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope.get("path", ""), self.max_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send, scope)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._reject(send, scope, limit)
             return
         seen = 0
         over = False  # the body went over the limit
@@ -36,7 +40,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     over = True
                     raise BodyTooLarge
             return message
@@ -51,7 +55,7 @@ class BodyLimit:
                 started = True
                 if over:
                     replaced = True
-                    await self._reject(send, scope)
+                    await self._reject(send, scope, limit)
                     return
             await send(message)
 
@@ -59,14 +63,14 @@ class BodyLimit:
             await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send, scope)
+                await self._reject(send, scope, limit)
 
-    async def _reject(self, send: Send, scope: Scope) -> None:
+    async def _reject(self, send: Send, scope: Scope, limit: int) -> None:
         body: dict[str, Any] = {
             "type": "about:blank",
             "title": "Request body too large",
             "status": 413,
-            "detail": f"the limit is {self.max_bytes} bytes",
+            "detail": f"the limit is {limit} bytes",
             "instance": scope.get("path", ""),
         }
         payload = json.dumps(body).encode()

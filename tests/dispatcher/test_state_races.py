@@ -185,6 +185,7 @@ class _DatabaseDropsAfterTheCall:
     def __init__(self, inner: object, drop: Callable[[], None]) -> None:
         self.inner = inner
         self.drop = drop
+        self.channel = inner.channel  # type: ignore[attr-defined]  # the throttle keys on it
 
     def send(self, message: Message) -> SendResult:
         result: SendResult = self.inner.send(message)  # type: ignore[attr-defined]

@@ -48,6 +48,9 @@ class Twice:
     def queue_depth(self, channel: str) -> int | None:
         return self.inner.queue_depth(channel)
 
+    def fan_out(self, broadcast_id: str, batch: int) -> None:
+        self.inner.fan_out(broadcast_id, batch)
+
 
 def test_same_message_twice_calls_provider_once(
     e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack

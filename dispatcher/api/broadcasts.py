@@ -1,0 +1,96 @@
+"""``/v1/broadcasts``: one cascade to many customers, fanned out in batches by tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
+from dispatcher.api.notifications import field_problem
+from dispatcher.api.problems import Problem
+from dispatcher.broadcasts import accept, cancel, find_by_key, progress, request_hash
+from dispatcher.customers import FieldError
+from dispatcher.intake import IdempotencyConflict
+from dispatcher.models import Broadcast
+from dispatcher.schemas import BroadcastAccepted, BroadcastIn, BroadcastOut
+
+router = APIRouter(prefix="/v1/broadcasts", tags=["broadcasts"])
+
+
+def _accepted(broadcast: Broadcast) -> BroadcastAccepted:
+    return BroadcastAccepted(id=broadcast.id, state=broadcast.state, audience=broadcast.audience)
+
+
+def _conflict() -> Problem:
+    return Problem(
+        409,
+        "Idempotency-Key reused",
+        "this Idempotency-Key was used with a different request body",
+        errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+    )
+
+
+@router.post("", status_code=202, response_model=BroadcastAccepted)
+def create_broadcast(
+    body: BroadcastIn,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    key_id: ApiKeyDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> BroadcastAccepted:
+    """Store a broadcast and its audience; tasks create the notifications in batches."""
+    try:
+        broadcast, replayed = accept(
+            session,
+            body,
+            cascades=runtime.cascades,
+            settings=runtime.settings,
+            api_key_id=key_id,
+            idempotency_key=idempotency_key,
+            now=runtime.now(),
+        )
+        session.commit()
+    except FieldError as exc:
+        session.rollback()
+        raise field_problem(exc) from None
+    except IdempotencyConflict:
+        session.rollback()
+        raise _conflict() from None
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key committed first.
+        session.rollback()
+        existing = find_by_key(session, key_id, idempotency_key or "")
+        if existing is None or existing.request_hash != request_hash(body):
+            raise _conflict() from None
+        return _accepted(existing)
+    if not replayed:
+        runtime.publisher.fan_out(broadcast.id, 0)
+    return _accepted(broadcast)
+
+
+def _load(session: Session, broadcast_id: str) -> Broadcast:
+    broadcast = session.get(Broadcast, broadcast_id)
+    if broadcast is None:
+        raise Problem(404, "Not found", f"no broadcast {broadcast_id}")
+    return broadcast
+
+
+@router.get("/{broadcast_id}", response_model=BroadcastOut)
+def get_broadcast(broadcast_id: str, session: SessionDep, _: ApiKeyDep) -> BroadcastOut:
+    """State and progress: audience, created, suppressed by reason, sent, confirmed, failed."""
+    return progress(session, _load(session, broadcast_id))
+
+
+@router.post("/{broadcast_id}/cancel", response_model=BroadcastOut)
+def cancel_broadcast(
+    broadcast_id: str, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
+) -> BroadcastOut:
+    """Stop the fan-out and cancel everything not yet sent."""
+    broadcast = _load(session, broadcast_id)
+    if not cancel(session, broadcast, runtime.now()):
+        state = progress(session, broadcast).state
+        raise Problem(409, "Already finished", f"the broadcast is {state}")
+    return progress(session, broadcast)
