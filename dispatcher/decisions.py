@@ -60,6 +60,10 @@ class Transition:
         return AttemptState(str(state)) if state is not None else None
 
 
+#: The error code of a send held back by a provider's rate limit (:mod:`dispatcher.throttle`).
+THROTTLED = "throttled"
+
+
 @dataclass(frozen=True, slots=True)
 class SendReport:
     """What one provider round produced, reduced to what the decision needs."""
@@ -121,6 +125,24 @@ def after_send(
             finish_as=finish_as,
             reason=reason,
             outcome="sent",
+        )
+    if report.kind == "not_sent" and report.code == THROTTLED:
+        # Pacing, not failure: wait exactly for the provider's next slot, and give the
+        # claim's try back. The step's timer has not started; the TTL still bounds it.
+        delay = report.retry_after or policy.backoff
+        return Transition(
+            expected,
+            {
+                "state": AttemptState.PENDING.value,
+                "provider": report.provider,
+                "due_at": now + timedelta(seconds=delay),
+                "published_at": None,
+                "tries": max(0, attempt.tries - 1),
+                "error_code": code,
+            },
+            "throttled",
+            {"provider": report.provider, "delay_s": delay},
+            outcome="throttled",
         )
     if report.kind == "not_sent" and attempt.tries < policy.max_tries:
         delay = retry_delay(attempt.tries, policy.backoff, report.retry_after)

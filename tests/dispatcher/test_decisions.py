@@ -226,3 +226,15 @@ def test_stale_claim_is_unknown_and_charged():
     assert transition.values["error_code"] == "worker_lost"
     assert transition.values["cost"] == 0.05
     assert transition.values["escalate_at"] == NOW  # its timeout already passed
+
+
+def test_a_throttled_send_waits_for_its_slot_and_keeps_its_tries():
+    """Rate limited: back to pending for exactly the provider's next slot, the try given back,
+    however many tries were used and however long the step has run."""
+    a = attempt(AttemptState.SENDING, "delivered", tries=5, started_at=NOW - timedelta(seconds=59))
+    report = SendReport("not_sent", "telegram", "throttled", retry_after=2.5)
+    transition = after_send(a, report, NOW, POLICY)
+    assert transition.target is AttemptState.PENDING
+    assert transition.values["due_at"] == NOW + timedelta(seconds=2.5)
+    assert transition.values["tries"] == 4
+    assert transition.outcome == "throttled"
