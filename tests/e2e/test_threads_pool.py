@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from fastapi.testclient import TestClient
 
+from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime
-from tests.e2e.conftest import Stack, start_worker, stop, wait_ready
+from tests.e2e.conftest import Stack, start_worker, stop
 from tests.e2e.test_queue_faults import Twice
 from tests.support.scenario import put_customer, send, sends_for, show
 from tests.support.waiting import wait_until
@@ -19,10 +22,16 @@ def test_threads_worker_beside_prefork_sends_each_attempt_once(
 ):
     """Every doorbell rung twice, consumed by a prefork and a 16-thread worker: one send each."""
     log = stack.log.parent / "threads-worker.log"
-    env = {**stack.env, "CASCADE_DB_POOL_SIZE": "16"}
+    env = {**stack.env, "CASCADE_DB_POOL_SIZE": "16", "PYTHONUNBUFFERED": "1"}
     threads = start_worker(env, log, "e2e-threads", pool="threads", concurrency=16)
+    app = create_celery(stack.settings)
+    name = f"e2e-threads@{socket.gethostname()}"
     try:
-        wait_ready(stack.settings, threads, log)
+        wait_until(  # this worker itself, not the session's prefork one
+            lambda: threads.poll() is None and app.control.ping(destination=[name], timeout=0.5),
+            timeout=90,
+            what="the threads worker to answer ping",
+        )
         e2e_runtime.publisher = Twice(e2e_runtime.publisher)
         put_customer(e2e_api, "c-threads")
         ids = [send(e2e_api, "c-threads")["id"] for _ in range(40)]
