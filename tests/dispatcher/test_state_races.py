@@ -193,12 +193,12 @@ class _DatabaseDropsAfterTheCall:
         return result
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # a server that can refuse
 def test_a_paid_send_is_recorded_after_the_database_comes_back(
-    make: Make, clock: FakeClock, backend: str, database_url: str
+    make: Make, clock: FakeClock, database_url: str
 ):
     """The database drops between the provider's 200 and the recording: retried, not lost."""
-    if backend != "postgresql":
-        pytest.skip("the outage is a PostgreSQL server refusing connections")
     runtime, api = make(record_retry_for=20)
     put_customer(api, "race7", contacts=[{"channel": "sms", "address": PHONE}])
     nid = send(api, "race7")["id"]
