@@ -9,7 +9,6 @@ and cancels, by state, everything not yet sent.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from config.cascades import Cascade
 from config.settings import Settings
 from dispatcher.customers import FieldError
 from dispatcher.history import record
+from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict, render_content
 from dispatcher.models import Attempt, Broadcast, BroadcastMember, Customer, Event, Notification
 from dispatcher.schemas import BroadcastIn, BroadcastOut, NotificationIn
@@ -30,18 +30,6 @@ from providers.base import Channel
 FANNING_OUT, SENDING, DONE, CANCELLED = "fanning_out", "sending", "done", "cancelled"
 _MEMBER_CHUNK = 10_000
 _OPEN = [s.value for s in OPEN_STATES]
-
-
-def request_hash(body: BroadcastIn) -> str:
-    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-
-
-def find_by_key(session: Session, api_key_id: str, key: str) -> Broadcast | None:
-    return session.exec(
-        select(Broadcast).where(
-            Broadcast.api_key_id == api_key_id, Broadcast.idempotency_key == key
-        )
-    ).first()
 
 
 def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, dict[str, Any]]:
@@ -72,7 +60,7 @@ def accept(
     """Store the broadcast and its audience; returns it and whether it was replayed."""
     digest = request_hash(body)
     if idempotency_key:
-        existing = find_by_key(session, api_key_id, idempotency_key)
+        existing = find_by_key(session, Broadcast, api_key_id, idempotency_key)
         if existing is not None:
             if existing.request_hash != digest:
                 raise IdempotencyConflict(idempotency_key)

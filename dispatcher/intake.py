@@ -6,7 +6,6 @@ so a crash between the two loses nothing (the sweep republishes).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from dispatcher.customers import (
 )
 from dispatcher.engine import Plan, plan_steps
 from dispatcher.history import record
+from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.lifecycle import create_attempt
 from dispatcher.models import Customer, Notification
 from dispatcher.publisher import Doorbell
@@ -46,18 +46,6 @@ class Accepted:
     replayed: bool = False
 
 
-def request_hash(body: NotificationIn) -> str:
-    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-
-
-def find_by_key(session: Session, api_key_id: str, key: str) -> Notification | None:
-    return session.exec(
-        select(Notification).where(
-            Notification.api_key_id == api_key_id, Notification.idempotency_key == key
-        )
-    ).first()
-
-
 def accept(
     session: Session,
     body: NotificationIn,
@@ -71,7 +59,7 @@ def accept(
     """Store a new notification and its first attempt (or replay an earlier one)."""
     digest = request_hash(body)
     if idempotency_key:
-        existing = find_by_key(session, api_key_id, idempotency_key)
+        existing = find_by_key(session, Notification, api_key_id, idempotency_key)
         if existing is not None:
             if existing.request_hash != digest:
                 raise IdempotencyConflict(idempotency_key)

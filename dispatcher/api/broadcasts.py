@@ -11,8 +11,9 @@ from sqlmodel import Session
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.notifications import field_problem
 from dispatcher.api.problems import Problem
-from dispatcher.broadcasts import accept, cancel, find_by_key, progress, request_hash
+from dispatcher.broadcasts import accept, cancel, progress
 from dispatcher.customers import FieldError
+from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict
 from dispatcher.models import Broadcast
 from dispatcher.schemas import BroadcastAccepted, BroadcastIn, BroadcastOut
@@ -62,7 +63,7 @@ def create_broadcast(
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first.
         session.rollback()
-        existing = find_by_key(session, key_id, idempotency_key or "")
+        existing = find_by_key(session, Broadcast, key_id, idempotency_key or "")
         if existing is None or existing.request_hash != request_hash(body):
             raise _conflict() from None
         return _accepted(existing)

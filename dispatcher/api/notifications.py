@@ -11,7 +11,8 @@ from sqlmodel import Session, col, select
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.problems import Problem, busy
 from dispatcher.customers import FieldError
-from dispatcher.intake import IdempotencyConflict, accept, find_by_key, request_hash
+from dispatcher.idempotency import find_by_key, request_hash
+from dispatcher.intake import IdempotencyConflict, accept
 from dispatcher.lifecycle import finish
 from dispatcher.models import Attempt, Event, Notification
 from dispatcher.schemas import (
@@ -84,7 +85,7 @@ def send_notification(
             # or 409 if the body differs), or some other unique row (try again).
             session.rollback()
             if idempotency_key:
-                existing = find_by_key(session, key_id, idempotency_key)
+                existing = find_by_key(session, Notification, key_id, idempotency_key)
                 if existing is not None:
                     if existing.request_hash != request_hash(body):
                         raise _conflict() from None
