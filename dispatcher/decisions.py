@@ -130,38 +130,14 @@ def after_send(
         # Pacing, not failure: wait exactly for the provider's next slot, and give the
         # claim's try back. The step's timer has not started; the TTL still bounds it.
         delay = report.retry_after or policy.backoff
-        return Transition(
-            expected,
-            {
-                "state": AttemptState.PENDING.value,
-                "provider": report.provider,
-                "due_at": now + timedelta(seconds=delay),
-                "published_at": None,
-                "tries": max(0, attempt.tries - 1),
-                "error_code": code,
-            },
-            "throttled",
-            {"provider": report.provider, "delay_s": delay},
-            outcome="throttled",
-        )
+        tries = {"tries": max(0, attempt.tries - 1)}
+        return _later(expected, report, now, delay, "throttled", tries)
     if report.kind == "not_sent" and attempt.tries < policy.max_tries:
         delay = retry_delay(attempt.tries, policy.backoff, report.retry_after)
         started = attempt.started_at or now
         step_ends = started + timedelta(seconds=attempt.timeout_seconds)
         if now + timedelta(seconds=delay) < step_ends:
-            return Transition(
-                expected,
-                {
-                    "state": AttemptState.PENDING.value,
-                    "provider": report.provider,
-                    "due_at": now + timedelta(seconds=delay),
-                    "published_at": None,
-                    "error_code": code,
-                },
-                "retry_scheduled",
-                {"provider": report.provider, "code": code, "delay_s": delay},
-                outcome="retry",
-            )
+            return _later(expected, report, now, delay, "retry")
         code = "retry_outlives_step"
     if report.kind == "unknown":
         # The provider may have taken (and billed) it: charge the price, never resend.
@@ -179,6 +155,32 @@ def after_send(
             outcome="unknown",
         )
     return failed(attempt, now, code, provider=report.provider)
+
+
+def _later(
+    expected: AttemptState,
+    report: SendReport,
+    now: datetime,
+    delay: float,
+    outcome: str,
+    extra: Mapping[str, object] | None = None,
+) -> Transition:
+    """Back to ``pending``, due after ``delay`` seconds (a retry, or a throttled send)."""
+    code = (report.code or report.kind)[:64]
+    return Transition(
+        expected,
+        {
+            "state": AttemptState.PENDING.value,
+            "provider": report.provider,
+            "due_at": now + timedelta(seconds=delay),
+            "published_at": None,
+            "error_code": code,
+            **(extra or {}),
+        },
+        "retry_scheduled" if outcome == "retry" else outcome,
+        {"provider": report.provider, "code": code, "delay_s": delay},
+        outcome=outcome,
+    )
 
 
 def failed(
