@@ -161,9 +161,10 @@ def test_a_throttled_send_goes_back_to_pending_without_demotion(make: Make, cloc
     put_customer(api, "t1")
     put_customer(api, "t2")
     first, second = send(api, "t1")["id"], send(api, "t2")["id"]
-    assert drain(runtime) == ["sent", "retry"]
+    assert drain(runtime) == ["sent", "throttled"]
     attempt = show(api, second)["attempts"][0]
     assert (attempt["state"], attempt["error_code"]) == ("pending", "throttled")
+    assert attempt["tries"] == 0  # pacing is not a failed try
     assert show(api, first)["attempts"][0]["state"] == "sent"
     assert not runtime.router.health.demoted("sandbox", clock())
     assert [s["reference"] for s in outbox(runtime.settings.data_dir / "outbox.jsonl")] == [

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 from fastapi.testclient import TestClient
+from kombu import pools
 from sqlmodel import Session, col, select
 
 from config.cascades import load_cascades
@@ -165,6 +166,9 @@ class FaultWorld:
     @contextmanager
     def sms_held(self) -> Iterator[None]:
         """The send worker stops taking SMS doorbells (they queue up in Redis) until exit."""
+        # kombu keeps broker connections in process-wide pools: one opened before an
+        # earlier scenario restarted Redis would be dead. Start from fresh ones.
+        pools.reset()
         app = create_celery(self.runtime.settings)
         sender = [f"cascade-{self.workers[0].pid}@{socket.gethostname()}"]
         # A busy machine answers control commands slowly; limit=1 returns on the first reply.
