@@ -2,8 +2,8 @@
 
 The worker runs with Cascade's Celery configuration, pool and concurrency
 (``celery -A bench.bare_celery worker --pool prefork -c N -E``), so what Cascade
-adds on top is the only difference. Completion is read from Redis itself: the
-queue is empty and nothing is left unacknowledged.
+adds on top is the only difference. Each task increments a Redis counter (one
+round trip), so the bench sees when the last one finished.
 """
 
 from __future__ import annotations
@@ -19,18 +19,30 @@ from config.settings import get_settings
 from dispatcher.queues import create_celery
 
 QUEUE = "bench-bare"
-app = create_celery(get_settings())
+DONE = "bench-bare-done"
+settings = get_settings()
+app = create_celery(settings)
+_done: list[redis.Redis] = []
+
+
+def _count() -> None:
+    """One INCR per task: how the bench knows the last one finished."""
+    if not _done:
+        _done.append(redis.Redis.from_url(settings.redis_url))
+    _done[0].incr(DONE)
 
 
 @app.task(name="bench.noop", queue=QUEUE)
 def noop(_: int) -> None:
-    """Nothing."""
+    """Nothing (but count)."""
+    _count()
 
 
 @app.task(name="bench.wait", queue=QUEUE)
 def wait(seconds: float) -> None:
     """What a send is without Cascade: the provider's latency."""
     time.sleep(seconds)
+    _count()
 
 
 @dataclass
@@ -59,11 +71,11 @@ def drain(stack: Stack, tasks: int, wait_seconds: float = 0.0) -> Drain:
         first = last = 0.0
         while True:
             queued = int(broker.llen(QUEUE))
-            unacked = int(broker.hlen("unacked"))
+            done = int(broker.get(DONE) or 0)
             now = time.perf_counter()
             if not first and queued < tasks:
                 first = now
-            if first and queued == 0 and unacked == 0:
+            if done >= tasks:
                 last = now
                 break
             time.sleep(0.005)

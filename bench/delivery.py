@@ -47,11 +47,18 @@ def scalar(engine: Engine, sql: str) -> object:
         return conn.execute(text(sql)).scalar()
 
 
+def moment(value: object) -> datetime | None:
+    """A time read with plain SQL: SQLite gives text, PostgreSQL a datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value if isinstance(value, datetime) else None
+
+
 def _span(engine: Engine, end_sql: str) -> float:
-    start = scalar(engine, "SELECT min(claimed_at) FROM attempt")
-    end = scalar(engine, end_sql)
-    if not isinstance(start, datetime) or not isinstance(end, datetime):
-        return 0.0
+    start = moment(scalar(engine, "SELECT min(claimed_at) FROM attempt"))
+    end = moment(scalar(engine, end_sql))
+    if start is None or end is None:
+        return float("inf")
     return max((end - start).total_seconds(), 1e-3)
 
 
@@ -70,8 +77,8 @@ def _wait(engine: Engine, done_sql: str, total: int, cap: float) -> int:
 def end_to_end(stack: Stack, cap: float) -> Delivered:
     engine = stack.engine
     total = int(str(scalar(engine, "SELECT count(*) FROM notification")))
-    worker = stack.worker(**READ_AT_ONCE)
     beat = stack.beat(**READ_AT_ONCE)
+    worker = stack.worker(**READ_AT_ONCE)
     try:
         started = time.monotonic()
         done = _wait(

@@ -33,6 +33,7 @@ class Lateness:
     p99: float
     max: float
     backlog: int
+    late_insert: float  #: seconds the last timers were written after the first fell due
 
 
 def pending(tpl: Template, n: int, now: datetime) -> Iterator[Clone]:
@@ -109,11 +110,12 @@ def lateness(stack: Stack, tpl: Template, timers: int, window: float, backlog: i
     try:
         now = naive_now()
         insert(stack.engine, pending(tpl, backlog, now))
-        start = naive_now() + timedelta(seconds=5 + timers / 5000)
+        start = naive_now() + timedelta(seconds=5 + timers / 2000)
         due = [start + timedelta(seconds=window * i / timers) for i in range(timers)]
         rows = list(waiting(tpl, due, naive_now()))
         by_attempt = {r[1][0]["id"]: r[1][0]["escalate_at"] for r in rows}
         insert(stack.engine, rows)
+        late_insert = max(0.0, (naive_now() - start).total_seconds())
         wait = (start - naive_now()).total_seconds() + window + 60
         values, seen = _observe(stack.engine, by_attempt, time.monotonic() + wait)
     finally:
@@ -121,7 +123,13 @@ def lateness(stack: Stack, tpl: Template, timers: int, window: float, backlog: i
         stack.stop(worker)
     n = len(values)
     return Lateness(
-        timers, seen, values[n // 2], values[min(n - 1, int(n * 0.99))], values[-1], backlog
+        timers,
+        seen,
+        values[n // 2],
+        values[min(n - 1, int(n * 0.99))],
+        values[-1],
+        backlog,
+        late_insert,
     )
 
 

@@ -52,12 +52,14 @@ def bodies() -> list[str]:
 
 
 def load(port: int, duration: float = 0.0, total: int = 0) -> LoadResult:
+    """``duration`` seconds measured after a warm-up of a quarter of it, or ``total`` requests."""
     config = LoadConfig(
         port=port,
         path="/v1/notifications",
         bodies=bodies(),
         connections=64,
         duration=duration,
+        warmup=duration / 4,
         total=total,
         headers=AUTH,
     )

@@ -24,7 +24,8 @@ class LoadConfig:
     path: str
     bodies: list[str]  #: request i sends bodies[i % len(bodies)]
     connections: int = 64
-    duration: float = 10.0  #: seconds, when ``total`` is 0
+    duration: float = 10.0  #: seconds measured, when ``total`` is 0
+    warmup: float = 0.0  #: seconds of load before that, not measured
     total: int = 0  #: send exactly this many requests instead
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -85,6 +86,7 @@ class _Run:
         self.errors = 0
         self.ok = 0
         self.deadline = 0.0
+        self.measured_from = 0.0
 
     def next_request(self) -> bytes | None:
         n = next(self.numbers)
@@ -103,11 +105,13 @@ class _Run:
                     writer.write(request)
                     status = await _response(reader)
                 except (OSError, asyncio.IncompleteReadError, ValueError):
-                    self.errors += 1
+                    self.errors += started >= self.measured_from
                     self.statuses["broken"] = self.statuses.get("broken", 0) + 1
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", self.config.port)
                     continue
+                if started < self.measured_from:
+                    continue  # warm-up
                 self.latencies.append(time.perf_counter() - started)
                 self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
                 if 200 <= status < 300:
@@ -118,9 +122,13 @@ class _Run:
             writer.close()
 
     async def run(self) -> LoadResult:
+        began = time.perf_counter()
+        self.measured_from = began + self.config.warmup
+        self.deadline = self.measured_from + self.config.duration
+        tasks = [asyncio.create_task(self.connection()) for _ in range(self.config.connections)]
+        await asyncio.sleep(self.config.warmup)
         cpu, started = time.process_time(), time.perf_counter()
-        self.deadline = started + self.config.duration
-        await asyncio.gather(*(self.connection() for _ in range(self.config.connections)))
+        await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
         latencies = sorted(self.latencies)
         done = len(latencies)

@@ -32,7 +32,7 @@ class NaiveNotification(SQLModel, table=True):
     cascade: str = Field(max_length=64)
     content: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     state: str = Field(default="accepted", max_length=16)
-    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class NaiveIn(BaseModel):

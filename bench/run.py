@@ -10,6 +10,7 @@ default: about 10-15 minutes; ``--full``: 1,000,000 rows for figures 7, 8 and 9.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ class Sizes:
     def from_args(cls, args: argparse.Namespace) -> Sizes:
         sizes = cls()
         if args.quick:
-            sizes = cls(2_000, 20, 5, 20, 300, 20, 1_000, 10, 2_000, 2_000, 10_000)
+            sizes = cls(1_000, 10, 5, 20, 300, 20, 1_000, 10, 2_000, 2_000, 10_000)
         if args.full:
             sizes.large = 1_000_000
         sizes.timers = args.timers or sizes.timers
@@ -151,12 +152,16 @@ def main() -> None:
     parser.add_argument("--timers", type=int, help="figure 6: timers (default 10,000)")
     parser.add_argument("--window", type=float, help="figure 6: seconds they fall due within")
     parser.add_argument("--no-write", action="store_true", help="print only; keep RESULTS.md")
+    parser.add_argument("--keep", type=Path, help="work (and leave logs) in this new directory")
     args = parser.parse_args()
     sizes = Sizes.from_args(args)
     bench = Bench(sizes, args.full)
-    started = time.monotonic()
+    started, before = time.monotonic(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
+        if args.keep:
+            tmp = args.keep
+            tmp.mkdir(parents=True)
         with private_redis(tmp) as redis_url:
             for backend in args.backends.split(","):
                 (tmp / backend).mkdir()
@@ -170,7 +175,8 @@ def main() -> None:
     )
     mode = "quick" if args.quick else ("full" if args.full else "default")
     minutes = (time.monotonic() - started) / 60
-    text = render(bench.rows, header(f"{mode}, took {minutes:.1f} min", loadgen))
+    load = f"load average before {before[0]:.1f}, after {os.getloadavg()[0]:.1f} (1 min)"
+    text = render(bench.rows, header(f"{mode}, took {minutes:.1f} min; {load}", loadgen))
     print(text)
     if not args.no_write:
         write(text)

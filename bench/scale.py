@@ -42,7 +42,7 @@ class Point:
 
 def finished(tpl: Template, n: int, offset: int) -> Iterator[Clone]:
     now = naive_now()
-    base = tpl.notification["created_at"]
+    base: datetime = tpl.notification["created_at"]
 
     def when(i: int) -> timedelta:
         return (

@@ -167,7 +167,9 @@ class Stack:
     def http_server(self, name: str, argv: list[str], env: dict[str, str]) -> tuple[int, object]:
         """Start an HTTP server (``{port}`` in argv is filled in); wait for /healthz or /docs."""
         port = free_port()
-        process = self.spawn(name, [a.replace("{port}", str(port)) for a in argv], env)
+        argv = [a.replace("{port}", str(port)) for a in argv]
+        env = {k: v.replace("{port}", str(port)) for k, v in env.items()}
+        process = self.spawn(name, argv, env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
             try:
@@ -185,12 +187,31 @@ class Stack:
     def worker(self, **extra: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "dispatcher.cli", "worker"]
         process = self.spawn("worker", argv, self.env(**extra))
-        wait_for_worker(self.redis_url, process)
+        try:
+            wait_for_worker(self.redis_url, process)
+        except RuntimeError:
+            self.stop(process)
+            raise RuntimeError("the worker did not start:\n" + self.log_tail("worker")) from None
         return process
 
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.tmp / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
     def beat(self, **extra: str) -> subprocess.Popen[bytes]:
+        """Start beat and wait until it has sent its first sweep (start-up is not measured)."""
+        log = self.tmp / "beat.log"
+        offset = log.stat().st_size if log.exists() else 0
         argv = [sys.executable, "-m", "dispatcher.cli", "beat"]
-        return self.spawn("beat", argv, self.env(**extra))
+        process = self.spawn("beat", argv, self.env(**extra))
+        deadline = time.monotonic() + 180
+        while b"Sending due task" not in log.read_bytes()[offset:]:
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop(process)
+                raise RuntimeError("beat did not start:\n" + self.log_tail("beat"))
+            time.sleep(0.2)
+        return process
 
     def stop(self, process: object) -> None:
         assert isinstance(process, subprocess.Popen)
@@ -215,7 +236,7 @@ class Stack:
 def wait_for_worker(redis_url: str, process: subprocess.Popen[bytes]) -> None:
     """Until the worker (any Celery worker on this broker) answers a ping."""
     probe = Celery("bench-probe", broker=redis_url, set_as_current=False)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded 2-core machine starts slowly
     while not probe.control.ping(timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the worker did not start")
