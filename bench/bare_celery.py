@@ -2,8 +2,8 @@
 
 The worker runs with Cascade's Celery configuration, pool and concurrency
 (``celery -A bench.bare_celery worker --pool prefork -c N -E``), so what Cascade
-adds on top is the only difference. Each task increments a Redis counter (one
-round trip), so the bench sees when the last one finished.
+adds on top is the only difference. Each task records when it started and ended
+(one RPUSH), so start-up is not counted, as Cascade's rate is read from its rows.
 """
 
 from __future__ import annotations
@@ -19,30 +19,31 @@ from config.settings import get_settings
 from dispatcher.queues import create_celery
 
 QUEUE = "bench-bare"
-DONE = "bench-bare-done"
+TIMES = "bench-bare-times"
 settings = get_settings()
 app = create_celery(settings)
 _done: list[redis.Redis] = []
 
 
-def _count() -> None:
-    """One INCR per task: how the bench knows the last one finished."""
+def _record(started: float) -> None:
+    """One RPUSH per task of when it started and ended: the bench's clock, like Cascade's rows."""
     if not _done:
         _done.append(redis.Redis.from_url(settings.redis_url))
-    _done[0].incr(DONE)
+    _done[0].rpush(TIMES, f"{started} {time.time()}")
 
 
 @app.task(name="bench.noop", queue=QUEUE)
 def noop(_: int) -> None:
-    """Nothing (but count)."""
-    _count()
+    """Nothing (but record when)."""
+    _record(time.time())
 
 
 @app.task(name="bench.wait", queue=QUEUE)
 def wait(seconds: float) -> None:
     """What a send is without Cascade: the provider's latency."""
+    started = time.time()
     time.sleep(seconds)
-    _count()
+    _record(started)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Drain:
 
 
 def drain(stack: Stack, tasks: int, wait_seconds: float = 0.0) -> Drain:
-    """Publish ``tasks`` messages, start a worker, time it from first take to last ack."""
+    """Publish ``tasks`` messages, start a worker; tasks ÷ (last end - first start)."""
     stack.flush_redis()
     env = stack.env()
     publisher = create_celery(get_settings().model_copy(update={"redis_url": stack.redis_url}))
@@ -68,18 +69,11 @@ def drain(stack: Stack, tasks: int, wait_seconds: float = 0.0) -> Drain:
     worker = stack.spawn("bare-worker", argv, env)
     try:
         wait_for_worker(stack.redis_url, worker)
-        first = last = 0.0
-        while True:
-            queued = int(broker.llen(QUEUE))
-            done = int(broker.get(DONE) or 0)
-            now = time.perf_counter()
-            if not first and queued < tasks:
-                first = now
-            if done >= tasks:
-                last = now
-                break
-            time.sleep(0.005)
+        while int(broker.llen(TIMES)) < tasks:
+            time.sleep(0.05)
         main_kib, children_kib = worker_rss(worker.pid)
-        return Drain(tasks, tasks / max(last - first, 1e-6), main_kib, children_kib)
+        times = [tuple(map(float, t.split())) for t in broker.lrange(TIMES, 0, -1)]
+        span = max(t[1] for t in times) - min(t[0] for t in times)
+        return Drain(tasks, tasks / max(span, 1e-6), main_kib, children_kib)
     finally:
         stack.stop(worker)

@@ -94,7 +94,7 @@ def rows(backend: str, result: Fanout, insert_rate: float, size: int) -> list[Ro
             "8",
             f"broadcast fan-out to {size:,} customers, created/s",
             backend,
-            "Core bulk insert of notifications",
+            "Core bulk insert (notification + attempt + events)",
             insert_rate,
             result.per_second,
             "/s",
