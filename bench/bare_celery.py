@@ -56,14 +56,14 @@ class Drain:
 
 def drain(stack: Stack, tasks: int, wait_seconds: float = 0.0) -> Drain:
     """Publish ``tasks`` messages, start a worker; tasks ÷ (last end - first start)."""
-    stack.flush_redis()
+    broker = redis.Redis.from_url(stack.redis_url)
+    broker.delete(QUEUE, TIMES)  # only ours: Cascade's queued doorbells stay
     env = stack.env()
     publisher = create_celery(get_settings().model_copy(update={"redis_url": stack.redis_url}))
     with publisher.producer_or_acquire() as producer:
         for i in range(tasks):
             name, args = ("bench.wait", [wait_seconds]) if wait_seconds else ("bench.noop", [i])
             publisher.send_task(name, args=args, queue=QUEUE, producer=producer)
-    broker = redis.Redis.from_url(stack.redis_url)
     argv = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-Q", QUEUE]
     argv += ["-c", str(stack.concurrency), "--pool", "prefork", "-E", "--loglevel", "WARNING"]
     worker = stack.spawn("bare-worker", argv, env)

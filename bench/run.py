@@ -60,28 +60,24 @@ class Bench:
         self.full = full
         self.rows: list[Row] = []
         self.loadgen_cores: list[float] = []
-        self.bare: tuple[Drain, Drain] | None = None
 
-    def baselines(self, stack: Stack) -> tuple[Drain, Drain]:
-        if self.bare is None:
-            say("figure 1: bare Celery no-op consume")
-            noop = drain(stack, self.sizes.noop)
-            say("baseline of figure 5: Celery tasks waiting 200 ms")
-            waiting = drain(stack, self.sizes.waits, delivery.LATENCY_MS / 1000)
-            self.bare = (noop, waiting)
-            self.rows.append(
-                Row(
-                    "1",
-                    f"bare Celery no-op consume, prefork c={stack.concurrency}",
-                    "redis",
-                    "itself (baseline of 4)",
-                    noop.per_second,
-                    None,
-                    "/s",
-                    note=f"{noop.tasks:,} tasks",
-                )
+    def noop(self, stack: Stack) -> Drain:
+        """Figure 1, measured for each backend just before figure 4 (the machine may be shared)."""
+        say(f"[{stack.backend}] figure 1: bare Celery no-op consume")
+        noop = drain(stack, self.sizes.noop)
+        self.rows.append(
+            Row(
+                "1",
+                f"bare Celery no-op consume, prefork c={stack.concurrency}",
+                stack.backend,
+                "itself (baseline of 4)",
+                noop.per_second,
+                None,
+                "/s",
+                note=f"{noop.tasks:,} tasks, run just before 4",
             )
-        return self.bare
+        )
+        return noop
 
     def backend(self, backend: str, tmp: Path, redis_url: str) -> None:
         url = create_database(backend, tmp)
@@ -99,16 +95,18 @@ class Bench:
 
     def measure(self, stack: Stack) -> None:
         s, b = self.sizes, stack.backend
-        noop, waiting = self.baselines(stack)
         port, _ = stack.api()
         intake.seed_customers(port)
         say(f"[{b}] figures 2 and 3: API under load, {s.api_seconds:.0f} s each")
         measured = intake.measure(stack, port, s.api_seconds)
         self.loadgen_cores += [measured.naive.cpu_cores, measured.cascade.cpu_cores]
         self.rows += intake.rows(b, measured)
+        noop = self.noop(stack)
         say(f"[{b}] figure 4: end to end, up to {s.e2e_cap:.0f} s")
         e2e = delivery.end_to_end(stack, s.e2e_cap)
         read = need(template(stack.engine, "state = 'read'"), "a read notification")
+        say(f"[{b}] baseline of figure 5: Celery tasks waiting 200 ms")
+        waiting = drain(stack, s.waits, delivery.LATENCY_MS / 1000)
         say(f"[{b}] figure 5: {s.sends:,} sends with 200 ms provider latency")
         sent = delivery.sends(stack, port, s.sends, s.sends_cap)
         self.rows += delivery.rows(b, noop, waiting, e2e, sent)
