@@ -38,7 +38,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install
-	$(VENV)/bin/python bench/throughput.py
+	$(VENV)/bin/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data .pytest_cache .mypy_cache .ruff_cache

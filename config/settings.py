@@ -47,10 +47,15 @@ class SandboxSettings(BaseModel):
     scenarios: dict[str, Literal["ok", "rejected", "invalid", "not_sent", "unknown", "config"]] = (
         Field(default_factory=dict)
     )
+    latency_ms: float = Field(default=0.0, ge=0.0)  #: every sandbox answer takes this long
 
     def provider_config(self) -> SandboxConfig:
         return SandboxConfig(
-            seed=self.seed, outbox=self.outbox, channels=self.channels, scenarios=self.scenarios
+            seed=self.seed,
+            outbox=self.outbox,
+            channels=self.channels,
+            scenarios=self.scenarios,
+            latency_ms=self.latency_ms,
         )
 
 

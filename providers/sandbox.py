@@ -8,7 +8,8 @@ webhooks. Randomness is seeded per message, so runs are reproducible.
 
 ``scenarios`` maps an address to an outcome, so failure paths can be shown and
 tested without a real provider: ``rejected``, ``invalid``, ``not_sent``,
-``unknown`` or ``config``.
+``unknown`` or ``config``. ``latency_ms`` makes every answer take that long, like
+a real provider's HTTP call (benchmarks use it to measure sends in flight).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +64,7 @@ class SandboxConfig(ProviderConfig):
     outbox: Path | None = None  #: JSON-lines journal of sends (ids only, no content)
     channels: dict[Channel, SandboxBehaviour] = Field(default_factory=dict)
     scenarios: dict[str, Scenario] = Field(default_factory=dict)
+    latency_ms: float = Field(default=0.0, ge=0.0)  #: every answer comes after this long
 
 
 _FAILURES: dict[str, type[ProviderError]] = {
@@ -75,9 +79,15 @@ _FAILURES: dict[str, type[ProviderError]] = {
 class SandboxProvider:
     """A provider for any channel that only pretends to send."""
 
-    def __init__(self, channel: Channel, config: SandboxConfig) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        config: SandboxConfig,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._channel = channel
         self._config = config
+        self._sleep = sleep
         self._behaviour = config.channels.get(channel, SandboxBehaviour())
 
     @property
@@ -89,6 +99,8 @@ class SandboxProvider:
         return self._channel
 
     def send(self, message: Message) -> SendResult:
+        if self._config.latency_ms:
+            self._sleep(self._config.latency_ms / 1000)
         scenario = self._config.scenarios.get(message.recipient, "ok")
         if scenario != "ok":
             raise _FAILURES[scenario](f"sandbox: scripted {scenario}", code=f"sandbox_{scenario}")

@@ -1,0 +1,104 @@
+"""Figure 8: broadcast fan-out, notifications created per second.
+
+``POST /v1/broadcasts`` does not exist yet; while the API answers 404 the row says
+so. When it exists: ``size`` customers (clones of a bench customer and its contacts)
+are written, one broadcast to all of them is posted with their ids, and
+``GET /v1/broadcasts/{id}`` is polled until ``created`` reaches ``size`` (or a cap).
+Baseline: Core bulk inserts of notifications (with attempts and events) into the same
+database, as measured while filling it for figures 7 and 9.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from bench.intake import AUTH, customer
+from bench.rows import tables
+from bench.stack import Stack
+from bench.table import Row
+
+PREFIX = "bcast-"
+
+
+@dataclass
+class Fanout:
+    created: int
+    per_second: float | None
+    note: str
+
+
+def _customers(stack: Stack, size: int) -> None:
+    t = tables(stack.engine)
+    people, contacts = t["customer"], t["contactpoint"]
+    with stack.engine.connect() as conn:
+        person = dict(conn.execute(select(people).where(people.c.id == customer(0))).one()._mapping)
+        points = [
+            {k: v for k, v in row._mapping.items() if k != "id"}
+            for row in conn.execute(
+                select(contacts).where(contacts.c.customer_id == customer(0))
+            ).all()
+        ]
+    ids = (f"{PREFIX}{i}" for i in range(size))
+    while chunk := list(islice(ids, 5000)):
+        with stack.engine.begin() as conn:
+            conn.execute(people.insert(), [{**person, "id": cid} for cid in chunk])
+            conn.execute(
+                contacts.insert(),
+                [
+                    {**p, "customer_id": cid, "address": f"{p['address']}-{cid}"}
+                    if p["channel"] == "push"
+                    else {**p, "customer_id": cid}
+                    for cid in chunk
+                    for p in points
+                ],
+            )
+
+
+def fanout(stack: Stack, api_port: int, size: int, cap: float) -> Fanout:
+    body: dict[str, Any] = {
+        "cascade": "bench",
+        "content": {"title": "Bench", "text": "A broadcast"},
+        "customer_ids": [customer(0)],
+    }
+    base = f"http://127.0.0.1:{api_port}"
+    with httpx.Client(base_url=base, headers=AUTH, timeout=600) as client:
+        if "/v1/broadcasts" not in client.get("/openapi.json").json().get("paths", {}):
+            return Fanout(0, None, "n/a (no broadcasts endpoint)")
+        _customers(stack, size)
+        body["customer_ids"] = [f"{PREFIX}{i}" for i in range(size)]
+        started = time.perf_counter()
+        answer = client.post("/v1/broadcasts", json=body)
+        if answer.status_code == 404:
+            return Fanout(0, None, "n/a (no broadcasts endpoint)")
+        if answer.status_code >= 300:
+            return Fanout(0, None, f"n/a (POST answered {answer.status_code}: {answer.text[:120]})")
+        broadcast_id = answer.json()["id"]
+        created, deadline = 0, time.monotonic() + cap
+        while created < size and time.monotonic() < deadline:
+            time.sleep(0.5)
+            progress = client.get(f"/v1/broadcasts/{broadcast_id}").json()
+            created = int(progress.get("created", 0))
+        seconds = time.perf_counter() - started
+    return Fanout(created, created / seconds, f"{created:,} of {size:,} created in {seconds:.0f} s")
+
+
+def rows(backend: str, result: Fanout, insert_rate: float, size: int) -> list[Row]:
+    return [
+        Row(
+            "8",
+            f"broadcast fan-out to {size:,} customers, created/s",
+            backend,
+            "Core bulk insert (notification + attempt + events)",
+            insert_rate,
+            result.per_second,
+            "/s",
+            "≥ 20,000/s",
+            result.note,
+        )
+    ]
