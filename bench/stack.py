@@ -200,13 +200,13 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
     def beat(self, **extra: str) -> subprocess.Popen[bytes]:
-        """Start beat and wait until it has sent its first sweep (start-up is not measured)."""
+        """Start beat and wait until it leads the sweep (start-up is not measured)."""
         log = self.tmp / "beat.log"
         offset = log.stat().st_size if log.exists() else 0
         argv = [sys.executable, "-m", "dispatcher.cli", "beat"]
         process = self.spawn("beat", argv, self.env(**extra))
         deadline = time.monotonic() + 180
-        while b"Sending due task" not in log.read_bytes()[offset:]:
+        while b"beat INFO sweeping" not in log.read_bytes()[offset:]:
             if process.poll() is not None or time.monotonic() > deadline:
                 self.stop(process)
                 raise RuntimeError("beat did not start:\n" + self.log_tail("beat"))
