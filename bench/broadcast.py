@@ -1,6 +1,6 @@
 """Figure 8: broadcast fan-out, notifications created per second.
 
-``POST /v1/broadcasts`` does not exist yet; while the API answers 404 the row says
+Where ``POST /v1/broadcasts`` does not exist (an older build), the row says
 so. When it exists: ``size`` customers (clones of a bench customer and its contacts)
 are written, one broadcast to all of them is posted with their ids, and
 ``GET /v1/broadcasts/{id}`` is polled until ``created`` reaches ``size`` (or a cap).
@@ -64,14 +64,14 @@ def fanout(stack: Stack, api_port: int, size: int, cap: float) -> Fanout:
     body: dict[str, Any] = {
         "cascade": "bench",
         "content": {"title": "Bench", "text": "A broadcast"},
-        "customer_ids": [customer(0)],
+        "audience": {"customer_ids": [customer(0)]},
     }
     base = f"http://127.0.0.1:{api_port}"
     with httpx.Client(base_url=base, headers=AUTH, timeout=600) as client:
         if "/v1/broadcasts" not in client.get("/openapi.json").json().get("paths", {}):
             return Fanout(0, None, "n/a (no broadcasts endpoint)")
         _customers(stack, size)
-        body["customer_ids"] = [f"{PREFIX}{i}" for i in range(size)]
+        body["audience"] = {"customer_ids": [f"{PREFIX}{i}" for i in range(size)]}
         started = time.perf_counter()
         answer = client.post("/v1/broadcasts", json=body)
         if answer.status_code == 404:
