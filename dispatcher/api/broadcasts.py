@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.notifications import field_problem
-from dispatcher.api.problems import Problem
+from dispatcher.api.problems import Problem, idempotency_conflict
 from dispatcher.broadcasts import accept, cancel, progress
 from dispatcher.customers import FieldError
 from dispatcher.idempotency import find_by_key, request_hash
@@ -23,15 +23,6 @@ router = APIRouter(prefix="/v1/broadcasts", tags=["broadcasts"])
 
 def _accepted(broadcast: Broadcast) -> BroadcastAccepted:
     return BroadcastAccepted(id=broadcast.id, state=broadcast.state, audience=broadcast.audience)
-
-
-def _conflict() -> Problem:
-    return Problem(
-        409,
-        "Idempotency-Key reused",
-        "this Idempotency-Key was used with a different request body",
-        errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
-    )
 
 
 @router.post("", status_code=202, response_model=BroadcastAccepted)
@@ -59,13 +50,13 @@ def create_broadcast(
         raise field_problem(exc) from None
     except IdempotencyConflict:
         session.rollback()
-        raise _conflict() from None
+        raise idempotency_conflict() from None
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first.
         session.rollback()
         existing = find_by_key(session, Broadcast, key_id, idempotency_key or "")
         if existing is None or existing.request_hash != request_hash(body):
-            raise _conflict() from None
+            raise idempotency_conflict() from None
         return _accepted(existing)
     if not replayed:
         runtime.publisher.fan_out(broadcast.id, 0)

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
-from dispatcher.api.problems import Problem, busy
+from dispatcher.api.problems import Problem, busy, idempotency_conflict
 from dispatcher.customers import FieldError
 from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict, accept
@@ -79,7 +79,7 @@ def send_notification(
             raise field_problem(exc) from None
         except IdempotencyConflict:
             session.rollback()
-            raise _conflict() from None
+            raise idempotency_conflict() from None
         except IntegrityError:
             # A concurrent request committed first: the same Idempotency-Key (replay it,
             # or 409 if the body differs), or some other unique row (try again).
@@ -88,21 +88,12 @@ def send_notification(
                 existing = find_by_key(session, Notification, key_id, idempotency_key)
                 if existing is not None:
                     if existing.request_hash != request_hash(body):
-                        raise _conflict() from None
+                        raise idempotency_conflict() from None
                     return accepted_out(existing)
             continue
         runtime.publisher.publish(result.doorbells)
         return accepted_out(result.notification)
     raise busy()
-
-
-def _conflict() -> Problem:
-    return Problem(
-        409,
-        "Idempotency-Key reused",
-        "this Idempotency-Key was used with a different request body",
-        errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
-    )
 
 
 def _load(session: Session, notification_id: str) -> Notification:

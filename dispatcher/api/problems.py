@@ -156,3 +156,13 @@ def install(app: FastAPI) -> None:
         return problem_response(
             500, "Internal error", "the error was logged", instance=request.url.path
         )
+
+
+def idempotency_conflict() -> Problem:
+    """409: the Idempotency-Key was used before with a different body."""
+    return Problem(
+        409,
+        "Idempotency-Key reused",
+        "this Idempotency-Key was used with a different request body",
+        errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+    )
