@@ -1,7 +1,7 @@
 """``make bench``: every volume figure of issue 10 beside its baseline, in one table.
 
 Starts what it needs (a private redis-server, a SQLite file, the PostgreSQL database
-``cascade_bench`` at ``CASCADE_TEST_POSTGRES_URL``'s server, Cascade's API, worker and
+``cascade_bench_<pid>`` at ``CASCADE_TEST_POSTGRES_URL``'s server, Cascade's API, worker and
 beat), measures, stops everything, prints one markdown table and writes it to
 ``bench/RESULTS.md``. ``--quick``: a smoke run of a minute or two with small sizes;
 default: about 10-15 minutes; ``--full``: 1,000,000 rows for figures 7, 8 and 9.
@@ -20,7 +20,7 @@ from pathlib import Path
 from bench import broadcast, delivery, escalation, intake, scale
 from bench.bare_celery import Drain, drain
 from bench.rows import Template, template
-from bench.stack import Stack, create_database, private_redis
+from bench.stack import Stack, create_database, drop_database, private_redis
 from bench.table import Row, header, render, write
 
 
@@ -92,6 +92,7 @@ class Bench:
         finally:
             stack.stop_all()
             stack.engine.dispose()
+            drop_database(url)
 
     def measure(self, stack: Stack) -> None:
         s, b = self.sizes, stack.backend

@@ -1,7 +1,8 @@
 """What a bench run stands on: a private Redis, a database per backend, Cascade's processes.
 
 Everything is started here and stopped by process id: a redis-server on a free port,
-a SQLite file in a temporary directory or the PostgreSQL database ``cascade_bench``,
+a SQLite file in a temporary directory or the PostgreSQL database ``cascade_bench_<pid>``
+(dropped at the end),
 and ``dispatcher api|worker|beat`` as subprocesses configured only through their
 ``CASCADE_*`` environment, exactly as an operator would run them.
 """
@@ -30,7 +31,8 @@ from dispatcher.migrate import upgrade
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key-0123456789"
 POSTGRES = os.environ.get("CASCADE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-BENCH_DB = "cascade_bench"
+#: Our own name: another checkout's bench may drop ``cascade_bench`` while this one runs.
+BENCH_DB = f"cascade_bench_{os.getpid()}"
 CASCADE_YAML = """\
 name: bench
 description: Benchmark cascade. Push first, SMS after an hour without a read.
@@ -73,6 +75,12 @@ def create_database(backend: str, tmp: Path) -> str | None:
         url = f"{base}/{BENCH_DB}"
     upgrade(url)
     return url
+
+
+def drop_database(url: str) -> None:
+    if url.startswith("postgresql"):
+        with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 def plain_engine(url: str) -> Engine:

@@ -85,7 +85,7 @@ def header(mode: str, loadgen: str) -> list[str]:
         f"- mode: {mode}",
         f"- load generator: {loadgen}",
         "- everything colocated on this machine: one private redis-server, the database "
-        "(SQLite file or PostgreSQL `cascade_bench`), API, worker, beat and the load generator",
+        "(SQLite file or a PostgreSQL database of its own), API, worker, beat and load generator",
         "- ratio = Cascade ÷ baseline, both measured in this run on the same Redis and database",
     ]
 
