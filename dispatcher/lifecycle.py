@@ -9,7 +9,7 @@ claim, ``pending -> sending``, and :func:`cancel_pending`).
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -264,7 +264,3 @@ def _next_step(work: Work, notification: Notification, attempt: Attempt, *, sour
         return
     _, bell = create_attempt(work.session, notification, next_step, work.now)
     work.ring(bell)
-
-
-def escalate_at(sent_at: datetime, timeout_seconds: float) -> datetime:
-    return sent_at + timedelta(seconds=timeout_seconds)

@@ -56,7 +56,6 @@ class SweepReport:
     receipts: int = 0
     fan_outs: int = 0  #: stalled broadcast fan-outs restarted
     demoted: list[str] = field(default_factory=list)
-    doorbells: list[Doorbell] = field(default_factory=list)
 
 
 def _locked(query: SelectOfScalar[T], batch: int) -> SelectOfScalar[T]:
@@ -84,10 +83,8 @@ def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
         report.stale = _stale_claims(rt, work, batch)
     with unit_of_work(rt, now) as work:
         report.receipts = _due_receipts(work, batch)
-        report.doorbells += work.bells
     with unit_of_work(rt, now) as work:
         report.escalated = _escalate(work, batch)
-        report.doorbells += work.bells
     if rt.router.provider_names() and now >= rt.next_latency_check:
         rt.next_latency_check = now + timedelta(seconds=rt.settings.latency_check_every)
         with session_scope(rt.engine) as session:
@@ -96,7 +93,6 @@ def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
             )
     with unit_of_work(rt, now) as work:
         report.republished = _republish(rt, work, batch)
-        report.doorbells += work.bells
     report.fan_outs = restart_stalled(rt, now)
     return report
 

@@ -43,12 +43,3 @@ def unit_of_work(rt: Runtime, now: datetime | None = None) -> Iterator[Work]:
         work = Work(session, now or rt.now())
         yield work
     rt.publisher.publish(work.bells)
-
-
-@contextmanager
-def in_session(rt: Runtime, session: Session, now: datetime | None = None) -> Iterator[Work]:
-    """Work inside a session the caller owns and commits (API requests); publishes after."""
-    work = Work(session, now or rt.now())
-    yield work
-    session.commit()
-    rt.publisher.publish(work.bells)
