@@ -54,7 +54,9 @@ class Drain:
     rss_children_kib: list[int]
 
 
-def drain(stack: Stack, tasks: int, wait_seconds: float = 0.0) -> Drain:
+def drain(
+    stack: Stack, tasks: int, wait_seconds: float = 0.0, pool: str = "prefork", concurrency: int = 0
+) -> Drain:
     """Publish ``tasks`` messages, start a worker; tasks ÷ (last end - first start)."""
     broker = redis.Redis.from_url(stack.redis_url)
     broker.delete(QUEUE, TIMES)  # only ours: Cascade's queued doorbells stay
@@ -65,7 +67,15 @@ def drain(stack: Stack, tasks: int, wait_seconds: float = 0.0) -> Drain:
             name, args = ("bench.wait", [wait_seconds]) if wait_seconds else ("bench.noop", [i])
             publisher.send_task(name, args=args, queue=QUEUE, producer=producer)
     argv = [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-Q", QUEUE]
-    argv += ["-c", str(stack.concurrency), "--pool", "prefork", "-E", "--loglevel", "WARNING"]
+    argv += [
+        "-c",
+        str(concurrency or stack.concurrency),
+        "--pool",
+        pool,
+        "-E",
+        "--loglevel",
+        "WARNING",
+    ]
     worker = stack.spawn("bare-worker", argv, env)
     try:
         wait_for_worker(stack.redis_url, worker)

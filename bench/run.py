@@ -37,6 +37,7 @@ class Sizes:
     backlog: int = 20_000
     small: int = 10_000
     large: int = 100_000
+    threads: int = 128  #: figures 1, 4, 5 and 10: one worker process, the threads pool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
@@ -47,6 +48,7 @@ class Sizes:
             sizes.large = 1_000_000
         sizes.timers = args.timers or sizes.timers
         sizes.window = args.window or sizes.window
+        sizes.threads = args.threads or sizes.threads
         return sizes
 
 
@@ -64,11 +66,12 @@ class Bench:
     def noop(self, stack: Stack) -> Drain:
         """Figure 1, measured for each backend just before figure 4 (the machine may be shared)."""
         say(f"[{stack.backend}] figure 1: bare Celery no-op consume")
-        noop = drain(stack, self.sizes.noop)
+        threads = self.sizes.threads
+        noop = drain(stack, self.sizes.noop, pool="threads", concurrency=threads)
         self.rows.append(
             Row(
                 "1",
-                f"bare Celery no-op consume, prefork c={stack.concurrency}",
+                f"bare Celery no-op consume, 1 process, threads c={threads}",
                 stack.backend,
                 "itself (baseline of 4)",
                 noop.per_second,
@@ -104,12 +107,12 @@ class Bench:
         self.rows += intake.rows(b, measured)
         noop = self.noop(stack)
         say(f"[{b}] figure 4: end to end, up to {s.e2e_cap:.0f} s")
-        e2e = delivery.end_to_end(stack, s.e2e_cap)
+        e2e = delivery.end_to_end(stack, s.e2e_cap, s.threads)
         read = need(template(stack.engine, "state = 'read'"), "a read notification")
         say(f"[{b}] baseline of figure 5: Celery tasks waiting 200 ms")
-        waiting = drain(stack, s.waits, delivery.LATENCY_MS / 1000)
+        waiting = drain(stack, s.waits, delivery.LATENCY_MS / 1000, "threads", s.threads)
         say(f"[{b}] figure 5: {s.sends:,} sends with 200 ms provider latency")
-        sent = delivery.sends(stack, port, s.sends, s.sends_cap)
+        sent = delivery.sends(stack, port, s.sends, s.sends_cap, s.threads)
         self.rows += delivery.rows(b, noop, waiting, e2e, sent)
         in_flight = need(
             template(
@@ -150,6 +153,7 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--timers", type=int, help="figure 6: timers (default 10,000)")
     parser.add_argument("--window", type=float, help="figure 6: seconds they fall due within")
+    parser.add_argument("--threads", type=int, help="worker threads for 1, 4, 5, 10 (128)")
     parser.add_argument("--no-write", action="store_true", help="print only; keep RESULTS.md")
     parser.add_argument("--keep", type=Path, help="work (and leave logs) in this new directory")
     args = parser.parse_args()

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1)
     worker_pool: Literal["prefork", "threads"] = "prefork"  #: threads for I/O-bound channels
     db_pool_size: int = Field(default=5, ge=1, le=1000)  #: PostgreSQL connections per process
+    #: most sends one transaction claims (or records) for the threads arriving together
+    batch_size: int = Field(default=100, ge=1, le=10_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     sweep_interval: float = Field(default=1.0, gt=0)  #: seconds between beat sweeps

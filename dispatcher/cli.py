@@ -80,8 +80,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     concurrency = str(args.concurrency or settings.worker_concurrency)
     pool = args.pool or settings.worker_pool
     if pool == "threads":
-        # One database connection per thread: the pool must not make sends queue for one.
-        os.environ["CASCADE_DB_POOL_SIZE"] = concurrency
+        # The threads claim and record in shared rounds (group commit), one connection per
+        # round: a few connections serve many threads. An explicit setting wins.
+        os.environ.setdefault("CASCADE_DB_POOL_SIZE", str(min(int(concurrency), 10)))
     return _exec(
         [
             sys.executable,

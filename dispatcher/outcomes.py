@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlmodel import col, select
+
 from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import RetryPolicy, SendReport, after_send
 from dispatcher.lifecycle import apply
@@ -20,7 +22,7 @@ from dispatcher.models import Attempt, Notification
 from dispatcher.receipts import apply_waiting, store_simulated
 from dispatcher.runtime import Runtime
 from dispatcher.states import AttemptState
-from dispatcher.work import Work
+from dispatcher.work import Work, unit_of_work
 from providers.base import Channel, Provider, SendResult
 from providers.errors import (
     InvalidAddressError,
@@ -82,15 +84,41 @@ def _recordable(attempt: Attempt, token: str, report: SendReport) -> bool:
     return attempt.state == AttemptState.UNKNOWN and report.kind == "sent"
 
 
-def record_outcome(rt: Runtime, work: Work, attempt_id: str, token: str, outcome: Outcome) -> str:
-    """Record the outcome of a claimed send; returns a short outcome word."""
+def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str]:
+    """Record the outcomes of one round of sends in one transaction; one word per item.
+
+    The attempts and their notifications are read in one query each. Receipts that
+    arrived while the sends were in flight are looked up once, after every
+    compare-and-set of the round, so none can slip between the two.
+    """
+    with unit_of_work(rt) as work:
+        session = work.session
+        ids = [attempt_id for attempt_id, _, _ in items]
+        attempts = {a.id: a for a in session.exec(select(Attempt).where(col(Attempt.id).in_(ids)))}
+        notification_ids = {a.notification_id for a in attempts.values()}
+        list(session.exec(select(Notification).where(col(Notification.id).in_(notification_ids))))
+        words: list[str] = []
+        sent: list[Attempt] = []
+        for attempt_id, token, outcome in items:
+            word = record_outcome(rt, work, attempts[attempt_id], token, outcome)
+            words.append(word)
+            if word != "claim_lost" and outcome.result is not None:
+                sent.append(attempts[attempt_id])
+        apply_waiting(work, sent)
+    return words
+
+
+def record_outcome(rt: Runtime, work: Work, attempt: Attempt, token: str, outcome: Outcome) -> str:
+    """Record the outcome of a claimed send; returns a short outcome word.
+
+    The caller applies the receipts that wait for the attempt afterwards
+    (:func:`~dispatcher.receipts.apply_waiting`), in the same transaction.
+    """
     session = work.session
-    attempt = session.get(Attempt, attempt_id, populate_existing=True)
-    assert attempt is not None
     report = report_of(rt, outcome, attempt.channel)
     if not _recordable(attempt, token, report):
         # The sweep declared this claim stale meanwhile; its decision stands.
-        log.warning("claim lost before recording", extra={"attempt_id": attempt_id})
+        log.warning("claim lost before recording", extra={"attempt_id": attempt.id})
         return "claim_lost"
     notification = session.get(Notification, attempt.notification_id)
     assert notification is not None
@@ -102,5 +130,4 @@ def record_outcome(rt: Runtime, work: Work, attempt_id: str, token: str, outcome
         return "claim_lost"
     if report.kind == "sent" and outcome.result is not None:
         store_simulated(session, attempt, outcome.result, work.now)
-        apply_waiting(work, attempt)
     return transition.outcome

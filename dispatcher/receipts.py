@@ -298,10 +298,19 @@ def _unapplied(work: Work, attempts: list[Attempt]) -> list[ProviderEvent]:
     )
 
 
-def apply_waiting(work: Work, attempt: Attempt) -> None:
-    """Apply events that arrived before (or while) this attempt was recorded as sent."""
-    for event in _unapplied(work, [attempt]):
-        apply(work, event, held=attempt)
+def apply_waiting(work: Work, attempts: list[Attempt]) -> None:
+    """Apply events that arrived before (or while) these attempts were recorded as sent."""
+    if not attempts:
+        return
+    by_reference = {a.id: a for a in attempts}
+    by_message: dict[tuple[str | None, str | None], Attempt] = {
+        (a.provider, a.provider_message_id): a for a in attempts if a.provider_message_id
+    }
+    for event in _unapplied(work, attempts):
+        held = by_reference.get(event.reference or "") or by_message.get(
+            (event.provider, event.provider_message_id)
+        )
+        apply(work, event, held=held)
 
 
 def apply_stored(work: Work, notification_ids: Collection[str]) -> int:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from sqlalchemy import Engine
 
 from config.cascades import Cascade, load_cascades
 from config.settings import Settings
+from dispatcher.batch import Batch
 from dispatcher.db import get_engine
 from dispatcher.health import ProviderHealth
 from dispatcher.publisher import Publisher
@@ -39,6 +41,7 @@ class Runtime:
     clock: Clock = utcnow
     next_latency_check: datetime = EPOCH  #: when the sweep next checks receipt latency
     throttle: Throttle = field(default_factory=Throttle.unlimited)  #: global provider limits
+    batches: dict[str, Batch[Any, Any]] = field(default_factory=dict)  #: group commit, by step
 
     def now(self) -> datetime:
         return self.clock()

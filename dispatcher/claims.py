@@ -1,0 +1,188 @@
+"""The gate before every provider call: claiming attempts, in rounds.
+
+A claim is a committed compare-and-set ``pending -> sending`` with a fresh claim
+token; a duplicate Celery message finds no pending row and sends nothing. The
+sends that arrive together in one process are claimed in one round
+(:class:`~dispatcher.batch.Batch`): one ``UPDATE … WHERE id IN (…) AND state =
+'pending' RETURNING id``, then one read each of their attempts, notifications and
+contacts, and one transaction. An id twice in a round is claimed once: its
+second message gets ``not_claimed``, as it would one transaction later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col, select
+
+from dispatcher.decisions import cancelled, failed
+from dispatcher.lifecycle import apply
+from dispatcher.models import Attempt, ContactPoint, Notification
+from dispatcher.runtime import Runtime
+from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
+from dispatcher.tokens import receipt_token
+from dispatcher.work import Work, unit_of_work
+from providers.base import Channel, Message, Provider, TemplateRef
+
+_NO_SYNC = {"synchronize_session": False}
+
+#: What a claimed attempt needs to be sent (its message and providers), or why it is not sent.
+Prepared = tuple[Message, list[Provider]] | str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One caller's share of a round: its claim token (None: not claimed) and what to send."""
+
+    token: str | None
+    prepared: Prepared
+
+
+def claim_many(session: Session, attempt_ids: list[str], token: str, now: datetime) -> list[str]:
+    """Compare-and-set ``pending -> sending`` for each id; returns the ids claimed."""
+    result = session.execute(
+        update(Attempt)
+        .where(
+            col(Attempt.id).in_(attempt_ids),
+            col(Attempt.state) == AttemptState.PENDING.value,
+        )
+        .values(
+            state=AttemptState.SENDING.value,
+            claim_token=token,
+            claimed_at=now,
+            started_at=func.coalesce(Attempt.started_at, now),
+            tries=Attempt.tries + 1,
+        )
+        .returning(col(Attempt.id)),
+        execution_options=_NO_SYNC,
+    )
+    return [row[0] for row in result]
+
+
+def claim(rt: Runtime, attempt_id: str, now: datetime) -> str | None:
+    """Claim one attempt, committed. Returns the claim token or None."""
+    token = str(uuid.uuid4())
+    with unit_of_work(rt, now) as work:
+        claimed = claim_many(work.session, [attempt_id], token, work.now)
+    return token if claimed else None
+
+
+def claim_round(rt: Runtime, requests: list[tuple[str, datetime | None]]) -> list[Claimed]:
+    """Claim and prepare the attempts of one round in one transaction."""
+    now = next((at for _, at in requests if at is not None), None)
+    ids = [attempt_id for attempt_id, _ in requests]
+    token = str(uuid.uuid4())
+    with unit_of_work(rt, now) as work:
+        claimed = claim_many(work.session, list(dict.fromkeys(ids)), token, work.now)
+        prepared = prepare(rt, work, claimed, token)
+    return [
+        Claimed(token, prepared.pop(attempt_id))
+        if attempt_id in prepared
+        else Claimed(None, "not_claimed")
+        for attempt_id in ids
+    ]
+
+
+def prepare(rt: Runtime, work: Work, attempt_ids: list[str], token: str) -> dict[str, Prepared]:
+    """Load what the sends need; pick the providers; name the first on each attempt."""
+    if not attempt_ids:
+        return {}
+    session, now = work.session, work.now
+    attempts = session.exec(select(Attempt).where(col(Attempt.id).in_(attempt_ids))).all()
+    notifications = _by_id(session, Notification, {a.notification_id for a in attempts})
+    contacts = _by_id(session, ContactPoint, {a.contact_id for a in attempts if a.contact_id})
+    _start(session, [n for n in notifications.values() if _open(n, now)])
+    prepared: dict[str, Prepared] = {}
+    calling: dict[str, list[str]] = defaultdict(list)
+    for attempt in attempts:
+        notification = notifications[attempt.notification_id]
+        contact = contacts.get(attempt.contact_id) if attempt.contact_id else None
+        if not _open(notification, now):
+            apply(work, notification, attempt, cancelled(attempt, now), source="worker")
+            prepared[attempt.id] = "cancelled"
+        elif contact is None or contact.status != "active":
+            transition = failed(attempt, now, "contact_unavailable")
+            apply(work, notification, attempt, transition, source="worker")
+            prepared[attempt.id] = "failed"
+        else:
+            message = build_message(rt, notification, attempt, contact.address)
+            candidates = rt.router.candidates(
+                Channel(attempt.channel), message.recipient, now, seed=message.idempotency_key
+            )
+            if candidates:
+                calling[candidates[0].name].append(attempt.id)
+            prepared[attempt.id] = (message, candidates)
+    for provider, ids in calling.items():
+        name_provider(session, ids, token, provider)
+    return prepared
+
+
+def _open(notification: Notification, now: datetime) -> bool:
+    return notification.state in OPEN_STATES and notification.expires_at > now
+
+
+def _by_id(session: Session, model: Any, ids: set[Any]) -> dict[Any, Any]:
+    if not ids:
+        return {}
+    return {row.id: row for row in session.exec(select(model).where(col(model.id).in_(ids)))}
+
+
+def _start(session: Session, notifications: list[Notification]) -> None:
+    """``accepted -> in_progress`` for the notifications whose first attempt is claimed."""
+    waiting = {n.id: n for n in notifications if n.state == NotificationState.ACCEPTED}
+    if not waiting:
+        return
+    moved = session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id).in_(list(waiting)),
+            col(Notification.state) == NotificationState.ACCEPTED.value,
+        )
+        .values(state=NotificationState.IN_PROGRESS.value)
+        .returning(col(Notification.id)),
+        execution_options=_NO_SYNC,
+    )
+    for (notification_id,) in moved:
+        set_committed_value(waiting[notification_id], "state", NotificationState.IN_PROGRESS.value)
+
+
+def name_provider(session: Session, attempt_ids: list[str], token: str, provider: str) -> None:
+    """Record which provider is being called, so an unknown outcome names who may have billed."""
+    session.execute(
+        update(Attempt)
+        .where(col(Attempt.id).in_(attempt_ids), col(Attempt.claim_token) == token)
+        .values(provider=provider),
+        execution_options=_NO_SYNC,
+    )
+
+
+def build_message(
+    rt: Runtime, notification: Notification, attempt: Attempt, address: str
+) -> Message:
+    content: dict[str, Any] = notification.content.get(attempt.channel, {})
+    template = content.get("template")
+    secret = rt.settings.effective_receipt_secret
+    data = {
+        "notification_id": notification.id,
+        "attempt_id": attempt.id,
+        "receipt_token": receipt_token(secret, attempt.id),
+        "ack_url": f"{rt.settings.public_url.rstrip('/')}/v1/receipts",
+    }
+    return Message(
+        recipient=address,
+        text=content.get("text") or "",
+        title=content.get("title"),
+        html=content.get("html"),
+        template=TemplateRef(template["name"], template["language"], tuple(template["params"]))
+        if template
+        else None,
+        reference=attempt.id,
+        idempotency_key=attempt.idempotency_key,
+        data=data if attempt.channel == Channel.PUSH else {},
+    )
