@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from dispatcher.batch import Batch
 from dispatcher.claims import Claimed, Prepared, claim, claim_round, name_provider, prepare
 from dispatcher.db import session_scope
 from dispatcher.outcomes import Outcome, record_round
@@ -41,13 +39,6 @@ log = logging.getLogger(__name__)
 __all__ = ["claim", "deliver", "send_attempt"]
 
 
-def _batch(rt: Runtime, name: str, process: Any) -> Batch[Any, Any]:
-    batch = rt.batches.get(name)
-    if batch is None:
-        batch = rt.batches.setdefault(name, Batch(process, rt.settings.batch_size))
-    return batch
-
-
 def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> str:
     """Send one attempt at most once. Returns a short outcome name (for logs and tests).
 
@@ -55,7 +46,7 @@ def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> s
     sends arriving together), committed before any provider is called; recording
     the outcome is the second.
     """
-    claims = _batch(rt, "claims", lambda requests: claim_round(rt, requests))
+    claims = rt.batch("claims", lambda requests: claim_round(rt, requests))
     claimed: Claimed = claims.submit((attempt_id, now))
     if claimed.token is None:
         return "not_claimed"
@@ -85,7 +76,7 @@ def _record(rt: Runtime, attempt_id: str, token: str, outcome: Outcome) -> str:
     transaction) for up to ``record_retry_for`` seconds. If it still fails, the
     claim goes stale and the sweep records an unknown outcome: never a resend.
     """
-    records = _batch(rt, "records", lambda items: record_round(rt, items))
+    records = rt.batch("records", lambda items: record_round(rt, items))
     for attempt in Retrying(
         retry=retry_if_exception_type(DBAPIError),
         stop=stop_after_delay(rt.settings.record_retry_for),

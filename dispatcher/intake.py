@@ -1,7 +1,12 @@
 """Accepting a notification: validate, resolve the cascade, store rows in one transaction.
 
-Nothing is published here: the caller commits first and rings the doorbells after,
-so a crash between the two loses nothing (the sweep republishes).
+Nothing is published inside the transaction: it commits first and the doorbells ring
+after, so a crash between the two loses nothing (the sweep republishes).
+
+Requests that arrive together share one transaction (:func:`accept_round`, a
+:class:`~dispatcher.batch.Batch` per API process): one commit, one history insert and
+the doorbells of all of them. A round in which any request fails is rolled back and
+its requests run again one by one, so a bad request answers its own error only.
 """
 
 from __future__ import annotations
@@ -30,13 +35,25 @@ from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.lifecycle import create_attempt
 from dispatcher.models import Customer, Notification
 from dispatcher.publisher import Doorbell
+from dispatcher.runtime import Runtime
 from dispatcher.schemas import NotificationIn
 from dispatcher.states import NotificationState
+from dispatcher.work import unit_of_work
 from providers.base import Channel
 
 
 class IdempotencyConflict(Exception):
     """The same Idempotency-Key was used with a different body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One ``POST /v1/notifications``, as the intake round takes it."""
+
+    body: NotificationIn
+    api_key_id: str
+    idempotency_key: str | None
+    now: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +142,26 @@ def accept(
         return Accepted(notification, [])
     _, bell = create_attempt(session, notification, 0, now)
     return Accepted(notification, [bell] if bell else [])
+
+
+def accept_round(rt: Runtime, requests: list[Request]) -> list[Accepted]:
+    """Accept the requests of one round in one transaction; ring their doorbells after."""
+    with unit_of_work(rt) as work:
+        accepted = [
+            accept(
+                work.session,
+                request.body,
+                cascades=rt.cascades,
+                settings=rt.settings,
+                api_key_id=request.api_key_id,
+                idempotency_key=request.idempotency_key,
+                now=request.now,
+            )
+            for request in requests
+        ]
+        for one in accepted:
+            work.bells.extend(one.doorbells)
+    return accepted
 
 
 def over_cap(

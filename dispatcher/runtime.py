@@ -46,6 +46,13 @@ class Runtime:
     def now(self) -> datetime:
         return self.clock()
 
+    def batch(self, name: str, process: Callable[[list[Any]], Any]) -> Batch[Any, Any]:
+        """This process's group commit for ``name`` (claims, records, intake), made on first use."""
+        found = self.batches.get(name)
+        if found is None:
+            found = self.batches.setdefault(name, Batch(process, self.settings.batch_size))
+        return found
+
     def close(self) -> None:
         """Close the providers' connections (shared client and their own, e.g. APNs)."""
         self.router.close()

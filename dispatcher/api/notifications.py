@@ -12,7 +12,7 @@ from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.problems import Problem, busy, idempotency_conflict
 from dispatcher.customers import FieldError
 from dispatcher.idempotency import find_by_key, request_hash
-from dispatcher.intake import IdempotencyConflict, accept
+from dispatcher.intake import Accepted, IdempotencyConflict, Request, accept_round
 from dispatcher.lifecycle import finish
 from dispatcher.models import Attempt, Event, Notification
 from dispatcher.schemas import (
@@ -61,29 +61,18 @@ def send_notification(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> NotificationAccepted:
     """Accept a notification and start its cascade."""
-    now = runtime.now()
+    intake = runtime.batch("intake", lambda requests: accept_round(runtime, requests))
+    request = Request(body, key_id, idempotency_key, runtime.now())
     for _try in range(RETRIES):
         try:
-            result = accept(
-                session,
-                body,
-                cascades=runtime.cascades,
-                settings=runtime.settings,
-                api_key_id=key_id,
-                idempotency_key=idempotency_key,
-                now=now,
-            )
-            session.commit()
+            result: Accepted = intake.submit(request)
         except FieldError as exc:
-            session.rollback()
             raise field_problem(exc) from None
         except IdempotencyConflict:
-            session.rollback()
             raise idempotency_conflict() from None
         except IntegrityError:
             # A concurrent request committed first: the same Idempotency-Key (replay it,
             # or 409 if the body differs), or some other unique row (try again).
-            session.rollback()
             if idempotency_key:
                 existing = find_by_key(session, Notification, key_id, idempotency_key)
                 if existing is not None:
@@ -91,7 +80,6 @@ def send_notification(
                         raise idempotency_conflict() from None
                     return accepted_out(existing)
             continue
-        runtime.publisher.publish(result.doorbells)
         return accepted_out(result.notification)
     raise busy()
 
