@@ -284,7 +284,9 @@ def test_logs_name_process_and_ids_without_pii(watched: Watched):
         assert f" {process}[" in text, process
     rejected = watched.ids["rejected"]
     line = next(
-        line for line in text.splitlines() if f"notification_id={rejected}" in line and " send " in line
+        line
+        for line in text.splitlines()
+        if f"notification_id={rejected}" in line and " send " in line
     )
     assert "provider=sandbox code=sandbox_rejected" in line
     assert not [value for value in PII if value in text]
