@@ -160,3 +160,29 @@ def test_flower_rows_for_receipts_and_escalations_only():
     assert flower.row_event(escalated)["result"] == "'push escalated (was sent)'"  # type: ignore[index]
     assert flower.row_event({**base, "type": "failed", "source": "worker", "detail": {}}) is None
     assert flower.row_event({**base, "type": "accepted", "source": "api", "detail": {}}) is None
+
+
+def test_grafana_dashboard_uses_only_metrics_we_export():
+    """Every series the dashboard queries is one Cascade exports (names drift otherwise)."""
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "docs" / "grafana" / "cascade.json").read_text()
+    )
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"cascade_[a-z_]+", target["expr"])
+    }
+    import dispatcher.health  # noqa: F401 - its counters register on import
+
+    exported = {"cascade_queue_depth", "cascade_oldest_overdue_escalation_seconds"}
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    for family in REGISTRY.collect():
+        if family.name.startswith("cascade_"):
+            exported |= {family.name + end for end in suffixes.get(family.type, [""])}
+    assert queried <= exported, queried - exported
+    assert len(dashboard["panels"]) == 14
