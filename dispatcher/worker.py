@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from celery.signals import (
     setup_logging,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
@@ -45,7 +46,12 @@ _presence: list[Presence] = []
 PROCESS = os.environ.get("CASCADE_PROCESS", "worker")
 if PROCESS == "flower":
     logs.configure("flower", settings.log_format, settings.log_level)
-else:
+
+
+@worker_init.connect
+def _monitor(**_: Any) -> None:
+    """In a real worker only (not when a test imports this module): Flower rows for the
+    receipts and escalations its tasks apply, and counters (inherited by forked children)."""
     flower.install(app, PROCESS)
     metrics.install()
 
