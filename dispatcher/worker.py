@@ -116,8 +116,8 @@ def _register_send(channel: Channel) -> None:
             outcome = send_attempt(runtime(), attempt_id)
         latency.observe(time.perf_counter() - started)
         sent = flower.describe(outcome, attempt_id, rows)
-        ids = {"attempt_id": attempt_id, "notification_id": notification_id}
-        log.info("send %s", outcome, extra={**ids, "channel": channel.value, **sent.fields})
+        ids = {"notification_id": notification_id, "channel": channel.value}
+        log.info("attempt %s: %s", attempt_id, outcome, extra={**ids, **sent.fields})
         return flower.task_result(sent)
 
     send.__name__ = f"send_{channel.value}"

@@ -286,9 +286,10 @@ def test_logs_name_process_and_ids_without_pii(watched: Watched):
     line = next(
         line
         for line in text.splitlines()
-        if f"notification_id={rejected}" in line and " send " in line
+        if f"notification_id={rejected}" in line and "dispatcher.worker: attempt" in line
     )
-    assert "provider=sandbox code=sandbox_rejected" in line
+    assert ": failed notification_id=" in line
+    assert "channel=sms provider=sandbox code=sandbox_rejected" in line
     assert not [value for value in PII if value in text]
 
 
