@@ -86,8 +86,8 @@ def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> str:
         return "stale"
     rows = plan_batch(session, rt, broadcast, ids, now)
     _write(session, rows)
-    for attempt_id, channel in rows.bells:
-        work.ring(Doorbell(attempt_id, channel))
+    for attempt_id, channel, nid in rows.bells:
+        work.ring(Doorbell(attempt_id, channel, nid))
     log.info(
         "broadcast %s batch %d: %d members", broadcast_id, batch, len(ids), extra={"last": last}
     )
