@@ -56,24 +56,33 @@ class NotSent(Exception):
 
 #: History rows of a provider round (source ``worker``), by event type.
 _ROUND = frozenset({"sent", "failed", "unknown", "retry_scheduled", "throttled"})
-_seen = threading.local()
+#: Attempt id -> history rows committed about it while its send task runs. Keyed by
+#: attempt, not thread: with the threads pool one thread may record a whole round.
+_seen: dict[str, list[Row]] = {}
+_seen_lock = threading.Lock()
 
 
 @contextmanager
-def watching() -> Iterator[list[Row]]:
-    """Collect the history rows this thread commits meanwhile (the send task's outcome)."""
+def watching(attempt_id: str) -> Iterator[list[Row]]:
+    """Collect the history rows committed about ``attempt_id`` meanwhile (its outcome)."""
     rows: list[Row] = []
-    _seen.rows = rows
+    with _seen_lock:
+        _seen[attempt_id] = rows
     try:
         yield rows
     finally:
-        _seen.rows = None
+        with _seen_lock:
+            _seen.pop(attempt_id, None)
 
 
 def _watch(rows: Sequence[Row]) -> None:
-    seen: list[Row] | None = getattr(_seen, "rows", None)
-    if seen is not None:
-        seen.extend(rows)
+    if not _seen:
+        return
+    with _seen_lock:
+        for row in rows:
+            seen = _seen.get(row.get("attempt_id") or "")
+            if seen is not None:
+                seen.append(row)
 
 
 @dataclass(frozen=True, slots=True)

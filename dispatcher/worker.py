@@ -112,7 +112,7 @@ def _register_send(channel: Channel) -> None:
     def send(attempt_id: str, notification_id: str | None = None) -> str:
         """Send one attempt; Flower shows its outcome as the task's state (see flower.py)."""
         started = time.perf_counter()
-        with flower.watching() as rows:
+        with flower.watching(attempt_id) as rows:
             outcome = send_attempt(runtime(), attempt_id)
         latency.observe(time.perf_counter() - started)
         sent = flower.describe(outcome, attempt_id, rows)

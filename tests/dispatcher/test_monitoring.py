@@ -186,3 +186,18 @@ def test_grafana_dashboard_uses_only_metrics_we_export():
             exported |= {family.name + end for end in suffixes.get(family.type, [""])}
     assert queried <= exported, queried - exported
     assert len(dashboard["panels"]) == 14
+
+
+def test_a_send_sees_its_outcome_recorded_by_another_thread():
+    """Threads pool: a round's leader thread records for the others; each send still finds
+    the row about its own attempt (and only that)."""
+    import threading
+
+    mine = {"attempt_id": "a1", "type": "sent", "detail": {"provider": "twilio"}}
+    other = {"attempt_id": "a2", "type": "failed", "detail": {}}
+    with flower.watching("a1") as rows:
+        leader = threading.Thread(target=flower._watch, args=([mine, other],))
+        leader.start()
+        leader.join()
+    assert rows == [mine]
+    assert flower.task_result(flower.describe("sent", "a1", rows)) == "sent via twilio"
