@@ -81,8 +81,19 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     flower_port: int = Field(default=5555, ge=1, le=65535)
+    #: Flower's listening address; beyond localhost it requires ``flower_password``.
+    flower_address: str = "127.0.0.1"
     flower_user: str = "admin"
     flower_password: SecretStr = SecretStr("")
+    #: Task rows Flower keeps (memory and its state file grow with it).
+    flower_max_tasks: int = Field(default=50_000, ge=100)
+    log_format: Literal["text", "json"] = "text"  #: one line per record, or JSON objects
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Where prefork children, beat and the API write Prometheus samples (multiprocess
+    #: mode); ``<data_dir>/metrics`` when empty. One directory per host.
+    metrics_dir: Path | None = None
+    #: Port on which ``dispatcher worker`` / ``beat`` serve this host's /metrics (0: off).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     worker_concurrency: int = Field(default=2, ge=1)
     worker_pool: Literal["prefork", "threads"] = "prefork"  #: threads for I/O-bound channels
     db_pool_size: int = Field(default=5, ge=1, le=1000)  #: PostgreSQL connections per process
@@ -146,6 +157,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'cascade.db').resolve()}"
+
+    @property
+    def effective_metrics_dir(self) -> Path:
+        return (self.metrics_dir or self.data_dir / "metrics").resolve()
 
     @property
     def effective_receipt_secret(self) -> str:

@@ -59,7 +59,8 @@ class Rows:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
-    bells: list[tuple[str, str]] = field(default_factory=list)  #: (attempt id, channel)
+    #: (attempt id, channel, notification id)
+    bells: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def plan_member(cascade: Cascade, member: Member, category: str, now: datetime) -> MemberPlan:
@@ -168,7 +169,7 @@ def member_rows(
             )
         )
     else:
-        rows.bells.append((attempt_id, first.channel.value))
+        rows.bells.append((attempt_id, first.channel.value, nid))
 
 
 def _attempt_row(

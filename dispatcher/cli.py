@@ -1,10 +1,13 @@
 """The ``dispatcher`` command: ``up``, ``api``, ``worker``, ``beat``, ``flower``,
-``migrate`` and ``cascades check``. Errors are one clear message, never a traceback."""
+``migrate`` and ``cascades check``. Errors are one clear message, never a traceback.
+
+Nothing that imports prometheus_client is imported at module level: the metrics
+directory (multiprocess mode) must be in the environment before it is.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -14,12 +17,23 @@ from pathlib import Path
 
 from config.cascades import CascadeConfigError, load_cascades
 from config.settings import Settings, SettingsError, get_settings
-from dispatcher import scheduler
-from dispatcher.launcher import LaunchError
+from dispatcher import logs
+from dispatcher.launcher import LaunchError, flower_command
 from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import QUEUES, create_celery
-from dispatcher.routing import RoutingError
-from dispatcher.runtime import build_runtime
+
+#: Commands that run a Cascade process (and so count metrics).
+_PROCESSES = frozenset({"up", "api", "worker", "beat"})
+
+
+def metrics_environment(settings: Settings) -> None:
+    """Multiprocess mode for prometheus_client: every process of this host writes its
+    samples to one directory (kept unless ``PROMETHEUS_MULTIPROC_DIR`` is already set)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    path = settings.effective_metrics_dir
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 def _check(settings: Settings) -> None:
@@ -63,12 +77,14 @@ def cmd_api(_: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     _check(settings)
+    logs.configure("api", settings.log_format, settings.log_level)
     uvicorn.run(
         "dispatcher.api.app:production_app",
         factory=True,
         host=settings.api_host,
         port=settings.api_port,
-        log_level="info",
+        log_config=None,  # keep the one format configured above
+        log_level=settings.log_level.lower(),
         proxy_headers=True,
     )
     return 0
@@ -83,6 +99,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         # The threads claim and record in shared rounds (group commit), one connection per
         # round: a few connections serve many threads. An explicit setting wins.
         os.environ.setdefault("CASCADE_DB_POOL_SIZE", str(min(int(concurrency), 10)))
+    os.environ["CASCADE_PROCESS"] = "worker"
     return _exec(
         [
             sys.executable,
@@ -108,9 +125,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_beat(_: argparse.Namespace, settings: Settings) -> int:
     """Run the sweep in this process, every ``CASCADE_SWEEP_INTERVAL`` s, as lease holder."""
+    from dispatcher import flower, metrics, scheduler
+    from dispatcher.runtime import build_runtime
+
     _check(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s beat %(levelname)s %(message)s")
-    rt = build_runtime(settings, CeleryPublisher(create_celery(settings)))
+    logs.configure("beat", settings.log_format, settings.log_level)
+    celery = create_celery(settings)
+    flower.install(celery, "beat")  # escalations and receipts the sweep applies, in Flower
+    rt = build_runtime(settings, CeleryPublisher(celery))
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -119,19 +143,9 @@ def cmd_beat(_: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_flower(_: argparse.Namespace, settings: Settings) -> int:
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "dispatcher.worker",
-        "flower",
-        f"--port={settings.flower_port}",
-        "--address=127.0.0.1",
-    ]
-    password = settings.flower_password.get_secret_value()
-    if password:
-        argv.append(f"--basic-auth={settings.flower_user}:{password}")
+    argv, env = flower_command(settings)
+    os.environ.update(env)
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # Flower serves its own /metrics
     return _exec(argv)
 
 
@@ -140,6 +154,7 @@ def cmd_up(_: argparse.Namespace, settings: Settings) -> int:
     from dispatcher.migrate import upgrade
 
     _check(settings)
+    flower_command(settings)  # refuses an exposed Flower without a password, before starting
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.effective_database_url)
     return up(settings)
@@ -174,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = get_settings()
+    except SettingsError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 2
+    if args.command in _PROCESSES:
+        metrics_environment(settings)
+    from dispatcher.routing import RoutingError
+
+    try:
         return int(args.func(args, settings))
     except (SettingsError, RoutingError, LaunchError) as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)

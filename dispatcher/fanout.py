@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from dispatcher.audience import Member, Rows, Shared, member_rows, plan_member
 from dispatcher.broadcasts import FANNING_OUT, SENDING
+from dispatcher.history import written
 from dispatcher.intake import daily_limit
 from dispatcher.models import (
     Attempt,
@@ -85,8 +86,8 @@ def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> str:
         return "stale"
     rows = plan_batch(session, rt, broadcast, ids, now)
     _write(session, rows)
-    for attempt_id, channel in rows.bells:
-        work.ring(Doorbell(attempt_id, channel))
+    for attempt_id, channel, nid in rows.bells:
+        work.ring(Doorbell(attempt_id, channel, nid))
     log.info(
         "broadcast %s batch %d: %d members", broadcast_id, batch, len(ids), extra={"last": last}
     )
@@ -159,6 +160,7 @@ def _write(session: Session, rows: Rows) -> None:
     ):
         if values:
             session.execute(insert(table), values)
+    written(session, rows.events)  # counted in the metrics once committed
 
 
 def restart_stalled(rt: Runtime, now: datetime) -> int:

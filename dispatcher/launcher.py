@@ -18,9 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import httpx
 import redis
 
 from config.settings import Settings
+
+#: Addresses that keep Flower on this machine; anything else needs a password.
+LOCAL_ADDRESSES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class LaunchError(Exception):
@@ -93,6 +97,58 @@ def start_embedded_redis(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     return url, process
 
 
+def flower_command(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """``celery flower`` with persistence in the data directory, a task limit, the
+    configured address, and basic auth; refuses an address beyond localhost without it.
+    Returns the command and the environment it needs."""
+    address = settings.flower_address
+    password = settings.flower_password.get_secret_value()
+    local = address in LOCAL_ADDRESSES or address.startswith("127.")
+    if not local and not password:
+        raise LaunchError(
+            f"Flower would listen on {address or 'every address'} without a password: "
+            "set CASCADE_FLOWER_PASSWORD (and CASCADE_FLOWER_USER), or keep "
+            "CASCADE_FLOWER_ADDRESS=127.0.0.1"
+        )
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "dispatcher.worker",
+        "flower",
+        f"--port={settings.flower_port}",
+        f"--address={address}",
+        "--persistent=True",
+        f"--db={data / 'flower'}",
+        "--state_save_interval=60000",  # ms: a crash loses at most a minute of rows
+        f"--max_tasks={settings.flower_max_tasks}",
+        "--tasks_columns=name,uuid,state,args,kwargs,result,received,runtime,worker",
+    ]
+    env = {"CASCADE_PROCESS": "flower"}
+    if password:
+        argv.append(f"--basic-auth={settings.flower_user}:{password}")
+    else:  # localhost only: Flower's HTTP API may answer without a login
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    return argv, env
+
+
+def answers(url: str, auth: tuple[str, str] | None = None) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0, auth=auth).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wipe_metrics(path: str | None) -> None:
+    """One machine, everything restarting: start the counters from zero."""
+    if path:
+        for stale in Path(path).glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
 def _commands(settings: Settings) -> list[tuple[str, list[str]]]:
     cli = [sys.executable, "-m", "dispatcher.cli"]
     return [
@@ -101,6 +157,10 @@ def _commands(settings: Settings) -> list[tuple[str, list[str]]]:
         ("beat", [*cli, "beat"]),
         ("flower", [*cli, "flower"]),
     ]
+
+
+def _host(address: str) -> str:
+    return "127.0.0.1" if address in ("", "0.0.0.0", "::") else address  # noqa: S104
 
 
 def _stop(children: Sequence[tuple[str, subprocess.Popen[bytes]]], grace: float = 10.0) -> None:
@@ -132,21 +192,30 @@ def up(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    wipe_metrics(env.get("PROMETHEUS_MULTIPROC_DIR"))
     try:
         for name, command in _commands(settings):
             children.append((name, subprocess.Popen(command, env=env)))  # noqa: S603
         base = f"http://{settings.api_host}:{settings.api_port}"
-        print(
-            f"Cascade is up: API {base} (docs {base}/docs), "
-            f"Flower http://127.0.0.1:{settings.flower_port}. Ctrl-C stops everything.",
-            flush=True,
-        )
+        flower = f"http://{_host(settings.flower_address)}:{settings.flower_port}"
+        password = settings.flower_password.get_secret_value()
+        auth = (settings.flower_user, password) if password else None
+        waiting = {"API": (f"{base}/healthz", None), "Flower": (f"{flower}/healthcheck", auth)}
         while not stopping:
             dead = [(n, p) for n, p in children if p.poll() is not None]
             if dead:
                 name, process = dead[0]
                 print(f"dispatcher: {name} exited with {process.returncode}; stopping", flush=True)
                 return 1
+            for part, (url, login) in list(waiting.items()):
+                if answers(url, login):
+                    del waiting[part]
+                    if not waiting:
+                        print(
+                            f"Cascade is up: API {base} (docs {base}/docs), "
+                            f"Flower {flower}. Ctrl-C stops everything.",
+                            flush=True,
+                        )
             time.sleep(0.5)
         return 0
     finally:

@@ -74,7 +74,7 @@ def create_attempt(
             until=due.isoformat(),
         )
         return attempt, None
-    return attempt, Doorbell(attempt.id, attempt.channel)
+    return attempt, Doorbell(attempt.id, attempt.channel, notification.id)
 
 
 #: Our UPDATEs set what they wrote on the loaded row themselves (:func:`_written`):

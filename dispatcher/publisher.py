@@ -23,6 +23,7 @@ class Doorbell:
 
     attempt_id: str
     channel: str
+    notification_id: str = ""  #: shown in Flower (kwargs), so a search by it finds the send
 
 
 class Publisher(Protocol):
@@ -47,7 +48,8 @@ def task_name(channel: str) -> str:
 
 
 class CeleryPublisher:
-    """Publishes ``send.<channel>(attempt_id)`` to queue ``<channel>``: ids only."""
+    """Publishes ``send.<channel>(attempt_id, notification_id=…)`` to queue ``<channel>``:
+    ids only."""
 
     def __init__(self, app: object) -> None:
         self._app = app
@@ -64,6 +66,9 @@ class CeleryPublisher:
                     app.send_task(  # type: ignore[attr-defined]
                         task_name(bell.channel),
                         args=[bell.attempt_id],
+                        kwargs={"notification_id": bell.notification_id}
+                        if bell.notification_id
+                        else None,
                         queue=bell.channel,
                         producer=producer,
                     )

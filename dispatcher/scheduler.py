@@ -21,6 +21,7 @@ import uuid
 
 import redis
 
+from dispatcher.readiness import mark_swept
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import SweepReport, sweep
 
@@ -44,7 +45,7 @@ class Lease:
     """A leader lease in Redis: held by one token at a time, expiring unless renewed."""
 
     def __init__(self, client: redis.Redis, key: str, ttl: float) -> None:
-        self._client = client
+        self._client = self.client = client
         self._key = key
         self._ttl_ms = max(1, int(ttl * 1000))
         self.token = str(uuid.uuid4())
@@ -92,6 +93,8 @@ class Scheduler:
         if not leading:
             return None
         report = sweep(self.rt)
+        with contextlib.suppress(redis.RedisError, OSError):  # readiness only
+            mark_swept(self.lease.client, self.rt.now())
         busy = _busy(report)
         if busy:
             log.info("sweep %s", busy)

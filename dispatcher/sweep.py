@@ -201,7 +201,7 @@ def _republish(rt: Runtime, work: Work, batch: int) -> int:
             continue  # its doorbell may well be queued behind the others
         attempt.published_at = work.now
         work.session.add(attempt)
-        work.ring(Doorbell(attempt.id, attempt.channel))
+        work.ring(Doorbell(attempt.id, attempt.channel, attempt.notification_id))
         count += 1
     return count
 

@@ -9,16 +9,27 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+import redis
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from config.settings import get_settings
+from dispatcher import flower, logs, metrics
 from dispatcher.db import dispose_all
 from dispatcher.dispatch import send_attempt
 from dispatcher.fanout import fan_out
 from dispatcher.publisher import FAN_OUT_TASK, CeleryPublisher, task_name
 from dispatcher.queues import create_celery
+from dispatcher.readiness import Presence
 from dispatcher.runtime import Runtime, build_runtime
 from providers.base import Channel
 
@@ -30,6 +41,43 @@ settings = get_settings()
 app = create_celery(settings)
 _runtime: dict[int, Runtime] = {}
 _building = threading.Lock()
+_presence: list[Presence] = []
+#: ``dispatcher flower`` runs ``celery -A dispatcher.worker flower``: same app, own name.
+PROCESS = os.environ.get("CASCADE_PROCESS", "worker")
+if PROCESS == "flower":
+    logs.configure("flower", settings.log_format, settings.log_level)
+
+
+@worker_init.connect
+def _monitor(**_: Any) -> None:
+    """In a real worker only (not when a test imports this module): Flower rows for the
+    receipts and escalations its tasks apply, and counters (inherited by forked children)."""
+    flower.install(app, PROCESS)
+    metrics.install()
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    """Celery leaves logging to us when this signal has a receiver: one format everywhere."""
+    logs.configure(PROCESS, settings.log_format, settings.log_level)
+
+
+@worker_ready.connect
+def _present(sender: Any = None, **_: Any) -> None:
+    """Tell readiness which queues this worker consumes; serve /metrics if asked to."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    queues = list(app.amqp.queues.consume_from or app.amqp.queues)
+    presence = Presence(client, getattr(sender, "hostname", None) or "worker", queues)
+    presence.start()
+    _presence.append(presence)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+
+
+@worker_shutdown.connect
+def _absent(**_: Any) -> None:
+    while _presence:
+        _presence.pop().stop()
 
 
 def runtime() -> Runtime:
@@ -59,13 +107,26 @@ def close_runtime(**_: Any) -> None:
 
 
 def _register_send(channel: Channel) -> None:
-    def send(attempt_id: str) -> str:
-        outcome = send_attempt(runtime(), attempt_id)
-        log.info("attempt %s: %s", attempt_id, outcome)
-        return outcome
+    latency = metrics.SEND_SECONDS.labels(channel.value)
+
+    def send(attempt_id: str, notification_id: str | None = None) -> str:
+        """Send one attempt; Flower shows its outcome as the task's state (see flower.py)."""
+        started = time.perf_counter()
+        with flower.watching(attempt_id) as rows:
+            outcome = send_attempt(runtime(), attempt_id)
+        latency.observe(time.perf_counter() - started)
+        sent = flower.describe(outcome, attempt_id, rows)
+        ids = {"notification_id": notification_id, "channel": channel.value}
+        log.info("attempt %s: %s", attempt_id, outcome, extra={**ids, **sent.fields})
+        return flower.task_result(sent)
 
     send.__name__ = f"send_{channel.value}"
-    app.task(name=task_name(channel.value), queue=channel.value)(send)
+    # ``throws``: expected outcomes, logged in one line without a traceback.
+    app.task(
+        name=task_name(channel.value),
+        queue=channel.value,
+        throws=(flower.SendFailed, flower.OutcomeUnknown),
+    )(send)
 
 
 for _channel in Channel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from config.settings import get_settings
+from dispatcher import flower
 from dispatcher.api import (
     access_log,
     broadcasts,
@@ -45,4 +46,6 @@ def create_app(runtime: Runtime) -> FastAPI:
 def production_app() -> FastAPI:
     """Entry point for ``uvicorn --factory dispatcher.api.app:production_app``."""
     settings = get_settings()
-    return create_app(build_runtime(settings, CeleryPublisher(create_celery(settings))))
+    celery = create_celery(settings)
+    flower.install(celery, "api")  # receipts applied here appear in Flower
+    return create_app(build_runtime(settings, CeleryPublisher(celery)))

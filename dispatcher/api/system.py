@@ -7,12 +7,16 @@ from typing import Annotated, Any
 
 import redis
 from fastapi import APIRouter, Query, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from dispatcher import metrics
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
-from dispatcher.api.problems import RETRY_AFTER, Problem
+from dispatcher.api.problems import MEDIA_TYPE, RETRY_AFTER, Problem
 from dispatcher.period import PeriodError, period
+from dispatcher.queues import QUEUES
+from dispatcher.readiness import Readiness, check_broker
 from dispatcher.schemas import CascadeOut
 from dispatcher.stats import summary
 from providers.base import Channel
@@ -22,7 +26,7 @@ router = APIRouter(tags=["system"])
 
 @router.get("/healthz")
 def healthz(runtime: RuntimeDep) -> dict[str, str]:
-    """Database and broker reachability."""
+    """Liveness: this API process answers and reaches the database and the broker."""
     checks: dict[str, str] = {}
     try:
         with runtime.engine.connect() as connection:
@@ -45,10 +49,35 @@ def healthz(runtime: RuntimeDep) -> dict[str, str]:
     return {"status": "ok", **checks}
 
 
+@router.get("/readyz", responses={503: {"description": "not ready: see `problems`"}})
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """Readiness: database, broker, the last sweep's time and live workers per queue."""
+    report = Readiness()
+    try:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        report.database = f"error: {type(exc).__name__}"
+        report.problems.append("database unreachable")
+    client = redis.Redis.from_url(
+        runtime.settings.redis_url, socket_connect_timeout=1, socket_timeout=1
+    )
+    stale = max(10.0, runtime.settings.sweep_interval * 10)
+    check_broker(report, client, QUEUES, runtime.now(), stale)
+    body = report.as_json()
+    if report.ready:
+        return JSONResponse(body)
+    body = {"type": "about:blank", "title": "Not ready", "status": 503, **body}
+    body["detail"] = "; ".join(report.problems)
+    headers = {"Retry-After": str(RETRY_AFTER)}
+    return JSONResponse(body, status_code=503, media_type=MEDIA_TYPE, headers=headers)
+
+
 @router.get("/metrics")
-def metrics() -> Response:
-    """Prometheus metrics of this process."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics_page(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics: every process of this host, plus queue depth and overdue timers."""
+    gauges = metrics.LiveGauges(runtime.engine, runtime.publisher.queue_depth, QUEUES, runtime.now)
+    return Response(metrics.exposition(gauges), media_type=CONTENT_TYPE_LATEST)
 
 
 def _cascade_out(runtime: RuntimeDep, name: str) -> CascadeOut:

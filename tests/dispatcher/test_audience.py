@@ -110,7 +110,7 @@ def test_rows_for_a_sent_a_postponed_and_a_suppressed_member(cascade: Cascade):
         ("push", 1, NOW),
         ("push", 2, datetime(2026, 3, 2, 13, 0, tzinfo=UTC)),
     ]
-    assert rows.bells == [(rows.attempts[0]["id"], "push")]
+    assert rows.bells == [(rows.attempts[0]["id"], "push", rows.notifications[0]["id"])]
     assert rows.attempts[1]["published_at"] is None
     types = [(e["customer_id"], e["type"]) for e in rows.events]
     assert ("b", "postponed") in types

@@ -77,3 +77,15 @@ def test_sandbox_off_and_no_provider_reports_unconfigured_channels(tmp_path: Pat
     result = run("cascades", "check", env={"CASCADE_SANDBOX__ENABLED": "false"}, cwd=tmp_path)
     assert result.returncode == 2
     assert "no provider is configured for push and the sandbox is off" in result.stderr
+
+
+def test_flower_on_every_address_without_a_password_is_refused(tmp_path: Path):
+    """``dispatcher flower`` bound beyond localhost without a password: exit 2, clear message."""
+    result = run(
+        "flower",
+        env={"CASCADE_FLOWER_ADDRESS": "0.0.0.0", "CASCADE_DATA_DIR": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "set CASCADE_FLOWER_PASSWORD" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -95,7 +95,8 @@ def queued_attempts(client: redis.Redis, queue: str) -> list[str]:
 
 
 def test_messages_carry_ids_only(e2e_api: TestClient, stack: Stack):
-    """A published task carries the attempt id and nothing personal (no phone, e-mail, text)."""
+    """A published task carries the attempt and notification ids and nothing personal (no
+    phone, e-mail, text)."""
     app = create_celery(stack.settings)
     app.control.cancel_consumer("push", reply=True, timeout=5, limit=1)
     try:
@@ -108,7 +109,11 @@ def test_messages_carry_ids_only(e2e_api: TestClient, stack: Stack):
             assert secret.encode() not in raw[0]
         message = json.loads(raw[0])
         args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-        assert (message["headers"]["task"], args, kwargs) == ("send.push", [attempt_id], {})
+        assert (message["headers"]["task"], args, kwargs) == (
+            "send.push",
+            [attempt_id],
+            {"notification_id": nid},
+        )
         assert message["headers"]["argsrepr"] == repr([attempt_id])
     finally:
         app.control.add_consumer("push", reply=True, timeout=5, limit=1)

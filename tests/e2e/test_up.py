@@ -48,12 +48,14 @@ def test_up_runs_everything_and_stops_on_ctrl_c(tmp_path: Path):
         base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {TEST_KEY}"}
     )
     try:
-        health = wait_until(lambda: _get(api, "/healthz"), timeout=60, what="the API")
+        wait_until(lambda: "Cascade is up" in log.read_text(), timeout=90, what="'up'")
+        # "up" is printed only once both answer: no waiting from here on.
+        health = _get(api, "/healthz")
+        assert health is not None
         assert health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
         assert "started a private one" in log.read_text()
-        flower = wait_until(
-            lambda: _get(httpx, f"http://127.0.0.1:{flower_port}/"), timeout=60, what="Flower"
-        )
+        flower = _get(httpx, f"http://127.0.0.1:{flower_port}/")
+        assert flower is not None
         assert "Flower" in flower.text
         api.put(
             "/v1/customers/u1",
