@@ -214,7 +214,7 @@ class Stack:
         argv = [sys.executable, "-m", "dispatcher.cli", "beat"]
         process = self.spawn("beat", argv, self.env(**extra))
         deadline = time.monotonic() + 180
-        while b"beat INFO sweeping" not in log.read_bytes()[offset:]:
+        while b"dispatcher.scheduler: sweeping" not in log.read_bytes()[offset:]:
             if process.poll() is not None or time.monotonic() > deadline:
                 self.stop(process)
                 raise RuntimeError("beat did not start:\n" + self.log_tail("beat"))

@@ -234,6 +234,20 @@ class ProviderEvent(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("provider", "event_id"),
         Index("ix_provider_event_pending", "applied_at", "next_check_at"),
+        # Receipts that arrived while a send was in flight (migration d8e9f0a1b2c3).
+        Index(
+            "ix_provider_event_unapplied_reference",
+            "reference",
+            postgresql_where=text("applied_at IS NULL"),
+            sqlite_where=text("applied_at IS NULL"),
+        ),
+        Index(
+            "ix_provider_event_unapplied_message",
+            "provider",
+            "provider_message_id",
+            postgresql_where=text("applied_at IS NULL"),
+            sqlite_where=text("applied_at IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -96,7 +96,11 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
         ids = [attempt_id for attempt_id, _, _ in items]
         attempts = {a.id: a for a in session.exec(select(Attempt).where(col(Attempt.id).in_(ids)))}
         notification_ids = {a.notification_id for a in attempts.values()}
-        list(session.exec(select(Notification).where(col(Notification.id).in_(notification_ids))))
+        # Held for the whole round: the session's identity map is weak, and the receipts
+        # applied below would otherwise read each notification again.
+        notifications = list(
+            session.exec(select(Notification).where(col(Notification.id).in_(notification_ids)))
+        )
         words: list[str] = []
         sent: list[Attempt] = []
         for attempt_id, token, outcome in items:
@@ -105,6 +109,7 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
             if word != "claim_lost" and outcome.result is not None:
                 sent.append(attempts[attempt_id])
         apply_waiting(work, sent)
+        del notifications
     return words
 
 
