@@ -44,8 +44,11 @@ class Claimed:
     prepared: Prepared
 
 
-def claim_many(session: Session, attempt_ids: list[str], token: str, now: datetime) -> list[str]:
-    """Compare-and-set ``pending -> sending`` for each id; returns the ids claimed."""
+def claim_many(
+    session: Session, attempt_ids: list[str], token: str, now: datetime
+) -> list[Attempt]:
+    """Compare-and-set ``pending -> sending`` for each id; returns the attempts claimed,
+    read back by the same statement (``RETURNING``)."""
     result = session.execute(
         update(Attempt)
         .where(
@@ -59,10 +62,10 @@ def claim_many(session: Session, attempt_ids: list[str], token: str, now: dateti
             started_at=func.coalesce(Attempt.started_at, now),
             tries=Attempt.tries + 1,
         )
-        .returning(col(Attempt.id)),
-        execution_options=_NO_SYNC,
+        .returning(Attempt),
+        execution_options={**_NO_SYNC, "populate_existing": True},
     )
-    return [row[0] for row in result]
+    return list(result.scalars())
 
 
 def claim(rt: Runtime, attempt_id: str, now: datetime) -> str | None:
@@ -89,12 +92,11 @@ def claim_round(rt: Runtime, requests: list[tuple[str, datetime | None]]) -> lis
     ]
 
 
-def prepare(rt: Runtime, work: Work, attempt_ids: list[str], token: str) -> dict[str, Prepared]:
+def prepare(rt: Runtime, work: Work, attempts: list[Attempt], token: str) -> dict[str, Prepared]:
     """Load what the sends need; pick the providers; name the first on each attempt."""
-    if not attempt_ids:
+    if not attempts:
         return {}
     session, now = work.session, work.now
-    attempts = session.exec(select(Attempt).where(col(Attempt.id).in_(attempt_ids))).all()
     notifications = _by_id(session, Notification, {a.notification_id for a in attempts})
     contacts = _by_id(session, ContactPoint, {a.contact_id for a in attempts if a.contact_id})
     _start(session, [n for n in notifications.values() if _open(n, now)])

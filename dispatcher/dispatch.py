@@ -22,6 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from dispatcher.claims import Claimed, Prepared, claim, claim_round, name_provider, prepare
 from dispatcher.db import session_scope
+from dispatcher.models import Attempt
 from dispatcher.outcomes import Outcome, record_round
 from dispatcher.runtime import Runtime
 from dispatcher.throttle import Throttled
@@ -56,7 +57,8 @@ def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> s
 def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
     """Steps 2 and 3 for an attempt this caller has already claimed with ``token``."""
     with unit_of_work(rt, now) as work:
-        prepared = prepare(rt, work, [attempt_id], token)
+        attempt = work.session.get(Attempt, attempt_id)
+        prepared = prepare(rt, work, [attempt] if attempt else [], token)
     return _send(rt, attempt_id, token, prepared.get(attempt_id, "not_claimed"), now)
 
 
