@@ -12,6 +12,7 @@ Both runs stop at a time cap; the notes say how many were done.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +41,22 @@ class Delivered:
     seconds: float
     rss_main_kib: int = 0
     rss_children_kib: tuple[int, ...] = ()
+    empty_claims: int = 0  #: send tasks that found nothing to claim (duplicate doorbells)
+    tasks: int = 0  #: send tasks run
+
+
+def _claims(stack: Stack, offset: int) -> tuple[int, int]:
+    """(send tasks run, of which found nothing to claim), from the worker's log lines
+    ``attempt <id>: <outcome>`` written since ``offset``."""
+    path = stack.tmp / "worker.log"
+    text = path.read_bytes()[offset:].decode(errors="replace") if path.exists() else ""
+    outcomes = re.findall(r"attempt [0-9a-f-]{36}: (\w+)", text)
+    return len(outcomes), outcomes.count("not_claimed")
+
+
+def _log_size(stack: Stack) -> int:
+    path = stack.tmp / "worker.log"
+    return path.stat().st_size if path.exists() else 0
 
 
 def scalar(engine: Engine, sql: str) -> object:
@@ -83,6 +100,7 @@ def end_to_end(stack: Stack, cap: float, threads: int) -> Delivered:
     engine = stack.engine
     total = int(str(scalar(engine, "SELECT count(*) FROM notification")))
     beat = stack.beat(**READ_AT_ONCE)
+    offset = _log_size(stack)
     worker = stack.worker(**READ_AT_ONCE, **threads_pool(threads))
     try:
         started = time.monotonic()
@@ -95,7 +113,8 @@ def end_to_end(stack: Stack, cap: float, threads: int) -> Delivered:
         stack.stop(beat)
         stack.stop(worker)
     span = _span(engine, "SELECT max(finished_at) FROM notification")
-    return Delivered(done, total, done / span, seconds, main_kib, tuple(children_kib))
+    tasks, empty = _claims(stack, offset)
+    return Delivered(done, total, done / span, seconds, main_kib, tuple(children_kib), empty, tasks)
 
 
 def sends(stack: Stack, api_port: int, n: int, cap: float, threads: int) -> Delivered:
@@ -128,7 +147,8 @@ def rows(
             e2e.per_second,
             "/s",
             "≥ 0.25x (aim 0.5x)",
-            f"{e2e.done:,} of {e2e.total:,} finished in {e2e.seconds:.0f} s",
+            f"{e2e.done:,} of {e2e.total:,} finished in {e2e.seconds:.0f} s; "
+            f"{e2e.empty_claims:,} of {e2e.tasks:,} send tasks found nothing to claim",
         ),
         Row(
             "5",
