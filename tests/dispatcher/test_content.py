@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
-from dispatcher.models import Notification
+from dispatcher.models import Attempt, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
+from tests.dispatcher.test_broadcasts import fan_outs
 from tests.support.clock import FakeClock
 from tests.support.dispatching import Make, drain
 from tests.support.scenario import PHONE, PUSH_TOKEN, outbox, show
@@ -39,8 +41,6 @@ def order(api: TestClient, cid: str, **data: Any) -> dict[str, Any]:
 
 
 def content_of(runtime: Runtime, nid: str) -> dict[str, Any]:
-    from sqlmodel import Session
-
     with Session(runtime.engine) as session:
         row = session.get(Notification, nid)
         assert row is not None
@@ -133,3 +133,45 @@ def test_sms_over_max_segments_without_short_is_refused_not_sent(notices):
     assert [e["detail"]["code"] for e in failed] == ["too_many_segments"]
     assert runtime.settings.sandbox.outbox is not None
     assert [e for e in outbox(runtime.settings.sandbox.outbox) if e["reference"] == sms["id"]] == []
+
+
+def test_broadcast_gives_each_member_its_locale(notices):
+    """One broadcast, rendered in every variant once; each member gets its own locale's."""
+    runtime, api = notices
+    for cid, locale in (("b-ru", "ru"), ("b-br", "pt-BR"), ("b-xx", "xx")):
+        customer(api, cid, locale, ["push"])
+    answer = api.post(
+        "/v1/broadcasts",
+        json={
+            "cascade": "notices",
+            "template": "order",
+            "data": DATA,
+            "audience": {"customer_ids": ["b-ru", "b-br", "b-xx"]},
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    fan_outs(runtime)
+    drain(runtime)
+    with Session(runtime.engine) as session:
+        rows = session.exec(select(Notification)).all()
+        titles = {row.customer_id: row.content["push"]["title"] for row in rows}
+        locales = {a.notification_id: a.locale for a in session.exec(select(Attempt)).all()}
+        by_customer = {row.customer_id: locales[row.id] for row in rows}
+    assert titles == {"b-ru": "Заказ 42", "b-br": "Pedido 42", "b-xx": "Order 42"}
+    assert by_customer == {"b-ru": "ru", "b-br": "pt", "b-xx": "en"}
+
+
+def test_broadcast_with_a_variable_missing_in_one_variant_is_422(notices):
+    """The ru SMS needs ``courier``: the broadcast is refused before anything is stored."""
+    _, api = notices
+    answer = api.post(
+        "/v1/broadcasts",
+        json={
+            "cascade": "notices",
+            "template": "order",
+            "data": {"order_id": 1, "status": "x"},
+            "audience": {"filter": "all"},
+        },
+    )
+    assert answer.status_code == 422
+    assert "'courier' is undefined in the sms template, locale ru" in answer.json()["detail"]
