@@ -25,7 +25,16 @@ from pydantic import (
 )
 
 from config.durations import Duration, format_duration
-from config.templates import ChannelTemplate, compile_template
+from config.templates import (
+    LOCALE_PATTERN,
+    ChannelTemplate,
+    RenderError,
+    compile_template,
+    normalize_locale,
+    render,
+    sample_data,
+    variables,
+)
 from providers.base import CHANNEL_SIGNALS, PAID_CHANNELS, Channel, Signal
 
 #: The pseudo-channel of a step that picks the customer's preferred messenger.
@@ -51,6 +60,8 @@ class Step(BaseModel):
     among: tuple[Channel | Member, ...] = ()
     wait_for: Signal = Signal.DELIVERED
     timeout: Duration
+    #: SMS only: the most messages (segments) one SMS may be billed as; longer is refused.
+    max_segments: int | None = Field(default=None, ge=1, le=255)
 
     @field_validator("channel")
     @classmethod
@@ -68,6 +79,8 @@ class Step(BaseModel):
             raise ValueError("'among' is only for channel: messenger")
         if self.timeout <= timedelta(0):
             raise ValueError("timeout must be positive")
+        if self.max_segments is not None and self.channel != Channel.SMS:
+            raise ValueError("max_segments is only for sms steps")
         return self
 
     def members(self) -> tuple[Member, ...]:
@@ -82,6 +95,10 @@ class Step(BaseModel):
         )
 
 
+#: One template's per-channel parts (``any`` serves channels not listed).
+Templates = dict[Channel | Literal["any"], ChannelTemplate]
+
+
 class Cascade(BaseModel):
     """A named, ordered list of steps with a time to live."""
 
@@ -94,12 +111,48 @@ class Cascade(BaseModel):
     quiet_hours: Literal["respect", "ignore"] = "respect"
     paid_last: bool = True  #: paid channels stay last even if a customer prefers them
     steps: tuple[Step, ...] = Field(min_length=1)
-    templates: dict[str, dict[Channel | Literal["any"], ChannelTemplate]] = Field(
-        default_factory=dict
-    )
+    templates: dict[str, Templates] = Field(default_factory=dict)
+    #: The language of ``templates``: what a customer whose locale has no variant gets.
+    default_locale: str = Field(default="en", pattern=LOCALE_PATTERN.pattern)
+    #: Per-locale variants: locale → template name → channel → template.
+    locales: dict[str, dict[str, Templates]] = Field(default_factory=dict)
+    #: Data to render each template with when checking it: template name → data.
+    samples: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("default_locale")
+    @classmethod
+    def _normal_default(cls, value: str) -> str:
+        return normalize_locale(value)
+
+    @field_validator("locales")
+    @classmethod
+    def _normal_locales(cls, value: dict[str, dict[str, Templates]]) -> dict[str, Any]:
+        normal: dict[str, dict[str, Templates]] = {}
+        for tag, named in value.items():
+            if not LOCALE_PATTERN.match(tag):
+                raise ValueError(f"{tag!r} is not a locale (like ru, pt, pt-BR)")
+            if normalize_locale(tag) in normal:
+                raise ValueError(f"locale {tag!r} is given twice")
+            normal[normalize_locale(tag)] = named
+        return normal
 
     def channels(self) -> list[Channel]:
         return [member.channel for step in self.steps for member in step.members()]
+
+    def variants(self, name: str) -> dict[str, Templates]:
+        """Every locale variant of template ``name``, the default first: locale → templates."""
+        found = {self.default_locale: self.templates[name]} if name in self.templates else {}
+        for locale, named in self.locales.items():
+            if name in named:
+                found[locale] = named[name]
+        return found
+
+    def max_segments(self, channel: Channel) -> int | None:
+        """The cap on billed messages of the cascade's step on ``channel`` (SMS), if any."""
+        for step in self.steps:
+            if step.channel == channel:
+                return step.max_segments
+        return None
 
     def is_paid(self, channel: Channel) -> bool:
         return channel in PAID_CHANNELS
@@ -158,6 +211,40 @@ def cascade_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
         for channel in cascade.channels():
             if channel not in per_channel and "any" not in per_channel:
                 problems.append((["templates", name], f"no template for channel {channel}"))
+    problems += _locale_problems(cascade)
+    return problems
+
+
+def _locale_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
+    """Each locale variant names a template the default has, and covers every channel."""
+    problems: list[tuple[list[str | int], str]] = []
+    if cascade.default_locale in cascade.locales:
+        problems.append(
+            (
+                ["locales", cascade.default_locale],
+                f"{cascade.default_locale} is the default_locale: its text is 'templates'",
+            )
+        )
+    for locale, named in cascade.locales.items():
+        for name, per_channel in named.items():
+            if name not in cascade.templates:
+                problems.append(
+                    (
+                        ["locales", locale, name],
+                        f"template {name!r} has no default variant in 'templates'",
+                    )
+                )
+            for channel in cascade.channels():
+                if channel not in per_channel and "any" not in per_channel:
+                    problems.append(
+                        (
+                            ["locales", locale, name],
+                            f"locale {locale} does not cover channel {channel}",
+                        )
+                    )
+    for name in cascade.samples:
+        if name not in cascade.templates:
+            problems.append((["samples", name], f"no template {name!r} to sample"))
     return problems
 
 
@@ -226,15 +313,37 @@ def load_file(path: Path, available: Collection[Channel] | None = None) -> Casca
 
 
 def _check_templates(path: Path, cascade: Cascade, node: yaml.Node | None) -> list[Problem]:
+    """Compile every variant, then render it with the template's sample data.
+
+    The sample is the cascade's ``samples`` entry for the template, else stand-ins for
+    the variables of the default variant: a locale variant that needs other data
+    fails here, naming itself, instead of at send time.
+    """
     problems = []
-    for name, per_channel in cascade.templates.items():
-        for channel, template in per_channel.items():
+    for name in cascade.templates:
+        compiled: list[tuple[str, list[str], ChannelTemplate]] = []
+        for locale, per_channel in cascade.variants(name).items():
+            where = ["templates", name] if locale == cascade.default_locale else []
+            for channel, template in per_channel.items():
+                parts = [*(where or ["locales", locale, name]), str(channel)]
+                try:
+                    compile_template(template)
+                except TemplateSyntaxError as exc:
+                    message = f"template syntax: {exc.message}"
+                    problems.append(Problem(path, ".".join(parts), message, _line_of(node, parts)))
+                    continue
+                compiled.append((locale, parts, template))
+        given = cascade.samples.get(name)
+        source = f"samples.{name}" if given is not None else "the default's variables"
+        defaults = [t for locale, _, t in compiled if locale == cascade.default_locale]
+        sample = given if given is not None else sample_data(set().union(*map(variables, defaults)))
+        for locale, parts, template in compiled:
+            field = ".".join(parts)
             try:
-                compile_template(template)
-            except TemplateSyntaxError as exc:
-                field = f"templates.{name}.{channel}"
-                line = _line_of(node, ["templates", name, str(channel)])
-                problems.append(Problem(path, field, f"template syntax: {exc.message}", line))
+                render(template, sample, field)
+            except RenderError as exc:
+                message = f"locale {locale} does not render with {source}: {exc.message}"
+                problems.append(Problem(path, field, message, _line_of(node, parts)))
     return problems
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.cascades import Cascade
+from dispatcher.content import attempt_fields, for_locale
 from dispatcher.customers import profile_from
 from dispatcher.engine import Plan, plan_steps, release_time
 from dispatcher.lifecycle import quiet_hours_of
@@ -38,6 +39,7 @@ class Member:
 class MemberPlan:
     plan: Plan
     due: datetime | None = None  #: when the first attempt is due (None when suppressed)
+    locale: str | None = None  #: the customer's locale: picks the content variant
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class Shared:
     api_key_id: str
     cascade: Cascade
     category: str
-    content: Mapping[str, dict[str, Any]]  #: rendered per channel
+    content: Mapping[str, Any]  #: rendered per channel, other locales under ``locales``
     ttl: timedelta
 
 
@@ -76,7 +78,7 @@ def plan_member(cascade: Cascade, member: Member, category: str, now: datetime) 
     due = now
     if cascade.quiet_hours == "respect":
         due = release_time(now, quiet_hours_of(customer), customer.timezone)
-    return MemberPlan(plan, due)
+    return MemberPlan(plan, due, customer.locale)
 
 
 def _event(
@@ -101,6 +103,7 @@ def member_rows(
     """Append one member's notification, first attempt and events to ``rows``."""
     plan, nid = planned.plan, str(uuid.uuid4())
     suppressed = plan.suppressed is not None
+    content = for_locale(shared.content, planned.locale)
     rows.notifications.append(
         {
             "id": nid,
@@ -108,7 +111,7 @@ def member_rows(
             "cascade": shared.cascade.name,
             "steps": [step.to_json() for step in plan.steps],
             "category": shared.category,
-            "content": {s.channel.value: shared.content[s.channel.value] for s in plan.steps},
+            "content": {s.channel.value: content[s.channel.value] for s in plan.steps},
             "idempotency_key": None,
             "request_hash": None,
             "api_key_id": shared.api_key_id,
@@ -153,7 +156,8 @@ def member_rows(
         events.append(_event(shared, nid, customer_id, "suppressed", now, reason=plan.suppressed))
         return
     first, attempt_id, due = plan.steps[0], str(uuid.uuid4()), planned.due
-    rows.attempts.append(_attempt_row(attempt_id, nid, first.to_json(), due, now))
+    part = content.get(first.channel.value)
+    rows.attempts.append(_attempt_row(attempt_id, nid, first.to_json(), due, now, part))
     if due > now:
         events.append(
             _event(
@@ -173,9 +177,15 @@ def member_rows(
 
 
 def _attempt_row(
-    attempt_id: str, nid: str, step: Mapping[str, Any], due: datetime, now: datetime
+    attempt_id: str,
+    nid: str,
+    step: Mapping[str, Any],
+    due: datetime,
+    now: datetime,
+    part: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     return {
+        **attempt_fields(part),
         "id": attempt_id,
         "notification_id": nid,
         "step": 0,

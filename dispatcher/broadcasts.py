@@ -18,10 +18,11 @@ from sqlmodel import Session, col, select
 
 from config.cascades import Cascade
 from config.settings import Settings
+from dispatcher.content import render_variants
 from dispatcher.customers import FieldError
 from dispatcher.history import record
 from dispatcher.idempotency import find_by_key, request_hash
-from dispatcher.intake import IdempotencyConflict, render_content
+from dispatcher.intake import IdempotencyConflict
 from dispatcher.models import Attempt, Broadcast, BroadcastMember, Customer, Event, Notification
 from dispatcher.schemas import BroadcastIn, BroadcastOut, NotificationIn
 from dispatcher.states import OPEN_STATES, WAITING_STATES, AttemptState, NotificationState
@@ -32,9 +33,10 @@ _MEMBER_CHUNK = 10_000
 _OPEN = [s.value for s in OPEN_STATES]
 
 
-def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, dict[str, Any]]:
-    """Content for every channel the cascade may use, rendered once: a missing variable
-    is a 422 now, not a million broken messages later."""
+def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, Any]:
+    """Content for every channel the cascade may use in every locale, rendered once: a
+    missing variable is a 422 now, not a million broken messages later. Each member
+    gets the variant of its locale when its batch is fanned out."""
     channels = list(dict.fromkeys(m.channel for s in cascade.steps for m in s.members()))
     as_single = NotificationIn(
         customer_id="broadcast",
@@ -44,7 +46,7 @@ def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, dict[str, Any]]:
         template=body.template,
         data=body.data,
     )
-    return render_content(cascade, as_single, [Channel(c) for c in channels])
+    return render_variants(cascade, as_single, [Channel(c) for c in channels])
 
 
 def accept(

@@ -21,7 +21,9 @@ from sqlalchemy import func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from dispatcher.content import refusal
 from dispatcher.decisions import cancelled, failed
+from dispatcher.inbound import window_open
 from dispatcher.lifecycle import apply
 from dispatcher.models import Attempt, ContactPoint, Notification
 from dispatcher.runtime import Runtime
@@ -112,8 +114,13 @@ def prepare(rt: Runtime, work: Work, attempts: list[Attempt], token: str) -> dic
             transition = failed(attempt, now, "contact_unavailable")
             apply(work, notification, attempt, transition, source="worker")
             prepared[attempt.id] = "failed"
+        elif refused := refusal(notification.content.get(attempt.channel)):
+            # e.g. an SMS over its step's max_segments: never sent, never billed
+            apply(work, notification, attempt, failed(attempt, now, refused), source="worker")
+            prepared[attempt.id] = "failed"
         else:
-            message = build_message(rt, notification, attempt, contact.address)
+            open_ = window_open(contact, Channel(attempt.channel), now)
+            message = build_message(rt, notification, attempt, contact.address, window_open=open_)
             candidates = rt.router.candidates(
                 Channel(attempt.channel), message.recipient, now, seed=message.idempotency_key
             )
@@ -165,7 +172,12 @@ def name_provider(session: Session, attempt_ids: list[str], token: str, provider
 
 
 def build_message(
-    rt: Runtime, notification: Notification, attempt: Attempt, address: str
+    rt: Runtime,
+    notification: Notification,
+    attempt: Attempt,
+    address: str,
+    *,
+    window_open: bool = False,
 ) -> Message:
     content: dict[str, Any] = notification.content.get(attempt.channel, {})
     template = content.get("template")
@@ -187,4 +199,5 @@ def build_message(
         reference=attempt.id,
         idempotency_key=attempt.idempotency_key,
         data=data if attempt.channel == Channel.PUSH else {},
+        window_open=window_open,
     )

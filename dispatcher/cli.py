@@ -61,7 +61,11 @@ def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
             else f"messenger({','.join(m.channel for m in step.members())})"
             for step in cascade.steps
         )
-        print(f"ok  {name}: {chain}")
+        locales = ""
+        if cascade.templates:  # every variant rendered with sample data at load
+            others = "".join(f", {locale}" for locale in cascade.locales)
+            locales = f"; locales: {cascade.default_locale} (default){others}"
+        print(f"ok  {name}: {chain}{locales}")
     return 0
 
 

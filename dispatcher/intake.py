@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from config.cascades import Cascade
 from config.settings import Settings
-from config.templates import ChannelTemplate, RenderError, render
+from dispatcher.content import render_content
 from dispatcher.customers import (
     FieldError,
     ensure_customer,
@@ -39,7 +38,6 @@ from dispatcher.runtime import Runtime
 from dispatcher.schemas import NotificationIn
 from dispatcher.states import NotificationState
 from dispatcher.work import unit_of_work
-from providers.base import Channel
 
 
 class IdempotencyConflict(Exception):
@@ -103,7 +101,7 @@ def accept(
         cascade=cascade.name,
         steps=[step.to_json() for step in plan.steps],
         category=category,
-        content=render_content(cascade, body, channels),
+        content=render_content(cascade, body, channels, customer.locale),
         idempotency_key=idempotency_key,
         request_hash=digest,
         api_key_id=api_key_id,
@@ -187,60 +185,3 @@ def over_cap(
 def daily_limit(customer: Customer, settings: Settings, category: str) -> int | None:
     """The customer's own ``max_per_day`` for ``category``, else the global one."""
     return preferences_of(customer).max_per_day.get(category, settings.max_per_day.get(category))
-
-
-def render_content(
-    cascade: Cascade, body: NotificationIn, channels: list[Channel]
-) -> dict[str, dict[str, Any]]:
-    """Per-channel content, rendered now: a missing variable is a 422, not a broken message."""
-    content: dict[str, dict[str, Any]] = {}
-    templates: Mapping[str, ChannelTemplate] = {}
-    if body.template is not None:
-        if body.template not in cascade.templates:
-            known = ", ".join(sorted(cascade.templates)) or "none"
-            raise FieldError(
-                "template", f"cascade has no template {body.template!r} (known: {known})"
-            )
-        templates = {str(k): v for k, v in cascade.templates[body.template].items()}
-    for channel in channels:
-        part = _inline(body, channel)
-        if part is None:
-            template = templates.get(channel.value) or templates.get("any")
-            if template is None:
-                raise FieldError("content", f"no content for channel {channel}")
-            try:
-                part = _from_template(render(template, body.data, f"data (template {channel})"))
-            except RenderError as exc:
-                raise FieldError("data", exc.message + f" in the {channel} template") from None
-        content[channel.value] = part
-    return content
-
-
-def _inline(body: NotificationIn, channel: Channel) -> dict[str, Any] | None:
-    if body.content is None:
-        return None
-    override = body.content.channels.get(channel)
-    title = (override.title if override else None) or body.content.title
-    text = (override.text if override else None) or body.content.text
-    html = (override.html if override else None) or body.content.html
-    if not text:
-        if body.template is not None:
-            return None
-        raise FieldError(f"content.channels.{channel}.text", f"no text for channel {channel}")
-    return {"title": title, "text": text, "html": html, "template": None}
-
-
-def _from_template(template: ChannelTemplate) -> dict[str, Any]:
-    provider_template = None
-    if template.template:
-        provider_template = {
-            "name": template.template,
-            "language": template.language or "en",
-            "params": list(template.params),
-        }
-    return {
-        "title": template.title,
-        "text": template.body,
-        "html": template.html,
-        "template": provider_template,
-    }

@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
+from dispatcher.content import attempt_fields
 from dispatcher.decisions import Then, Transition, on_timeout
 from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
@@ -50,6 +51,7 @@ def create_attempt(
         tz = customer.timezone if customer else "UTC"
         due = release_time(now, quiet_hours_of(customer), tz)
     attempt = Attempt(
+        **attempt_fields(notification.content.get(planned.channel.value)),
         notification_id=notification.id,
         step=step,
         channel=planned.channel.value,

@@ -10,7 +10,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -54,6 +63,18 @@ def has_sms_step(context: Any) -> bool:
     return any(step.get("channel") == "sms" for step in steps)
 
 
+def sms_segments_of(context: Any) -> int | None:
+    """Column default of ``notification.sms_segments``: what its SMS is billed as.
+
+    Read from the SMS part of the inserted ``content`` (see :mod:`dispatcher.content`),
+    for ORM and Core inserts alike; the stats' SMS-only baseline multiplies by it.
+    """
+    content = context.get_current_parameters().get("content") or {}
+    part = content.get("sms") if isinstance(content, dict) else None
+    count = part.get("segments") if isinstance(part, dict) else None
+    return int(count) if count is not None else None
+
+
 class Customer(SQLModel, table=True):
     """One person, whatever channel they are reached on, with their preferences."""
 
@@ -84,6 +105,9 @@ class ContactPoint(SQLModel, table=True):
     invalid_reason: str | None = Field(default=None, max_length=64)
     created_at: datetime = utc_column(nullable=False)
     updated_at: datetime = utc_column(nullable=False)
+    #: When this address last wrote to us (WhatsApp: opens the 24-hour service window).
+    #: The time only: nothing of the message is stored.
+    last_inbound_at: datetime | None = utc_column()
 
 
 #: Rows the sweep looks at, as partial-index predicates (the queries repeat them).
@@ -113,7 +137,15 @@ class Notification(SQLModel, table=True):
         Index(
             "ix_notification_created",
             "created_at",
-            postgresql_include=["id", "cascade", "state", "finished_channel", "sms_step", "cost"],
+            postgresql_include=[
+                "id",
+                "cascade",
+                "state",
+                "finished_channel",
+                "sms_step",
+                "sms_segments",
+                "cost",
+            ],
         ),
         # One notification per customer per broadcast (NULLs are distinct: single sends).
         Index("uq_notification_broadcast_customer", "broadcast_id", "customer_id", unique=True),
@@ -143,6 +175,10 @@ class Notification(SQLModel, table=True):
         default=None, sa_column=Column(Boolean, nullable=True, default=has_sms_step)
     )
     broadcast_id: str | None = Field(default=None, max_length=36)  #: set when fanned out
+    #: Segments of its SMS content (the SMS-only baseline's unit); NULL without SMS.
+    sms_segments: int | None = Field(
+        default=None, sa_column=Column(Integer, nullable=True, default=sms_segments_of)
+    )
 
 
 class Attempt(SQLModel, table=True):
@@ -210,6 +246,9 @@ class Attempt(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=64)
     error_detail: str | None = Field(default=None, max_length=255)
     created_at: datetime = utc_column(nullable=False)
+    locale: str | None = Field(default=None, max_length=35)  #: template variant sent
+    encoding: str | None = Field(default=None, max_length=8)  #: SMS: gsm7 | ucs2
+    segments: int | None = None  #: SMS: messages billed; cost = segments x price
 
 
 class Event(SQLModel, table=True):

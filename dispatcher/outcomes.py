@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
+from dispatcher.content import billed_units
 from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import RetryPolicy, SendReport, after_send
+from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply
 from dispatcher.models import Attempt, Notification
 from dispatcher.receipts import apply_waiting, store_simulated
@@ -25,6 +27,7 @@ from dispatcher.states import AttemptState
 from dispatcher.work import Work, unit_of_work
 from providers.base import Channel, Provider, SendResult
 from providers.errors import (
+    TEMPLATE_REQUIRED,
     InvalidAddressError,
     NotSentError,
     ProviderConfigError,
@@ -43,16 +46,21 @@ class Outcome:
     error: Exception | None = None
 
 
-def price(rt: Runtime, provider: Provider | None, channel: str) -> float:
-    """What one message costs on ``provider`` (its own setting, else the channel's)."""
+def price(rt: Runtime, provider: Provider | None, channel: str, units: int = 1) -> float:
+    """What a send costs on ``provider``: its price per message (its own setting, else
+    the channel's) times the messages it is billed as (``units``: an SMS's segments)."""
     cost = rt.router.configured_cost(provider) if provider is not None else None
     if cost is None:
         cost = rt.settings.costs.get(Channel(channel), 0.0)
-    return float(cost)
+    return float(cost) * units
 
 
-def report_of(rt: Runtime, outcome: Outcome, channel: str) -> SendReport:
-    """Reduce a provider round to what the decision needs."""
+def report_of(rt: Runtime, outcome: Outcome, channel: str, units: int = 1) -> SendReport:
+    """Reduce a provider round to what the decision needs.
+
+    A cost the provider reported is what it billed for the whole message; otherwise
+    the configured price is charged per billed unit (:func:`~dispatcher.content.billed_units`).
+    """
     name = outcome.provider.name if outcome.provider else None
     if outcome.result is not None:
         cost = outcome.result.cost
@@ -60,14 +68,15 @@ def report_of(rt: Runtime, outcome: Outcome, channel: str) -> SendReport:
             "sent",
             name,
             provider_message_id=outcome.result.provider_message_id,
-            price=price(rt, outcome.provider, channel) if cost is None else cost,
+            price=price(rt, outcome.provider, channel, units) if cost is None else cost,
         )
     error = outcome.error
     code = str(getattr(error, "code", None) or type(error).__name__)
     if isinstance(error, NotSentError):
         return SendReport("not_sent", name, code, retry_after=error.retry_after)
     if isinstance(error, UnknownOutcomeError):
-        return SendReport("unknown", name, code, price=price(rt, outcome.provider, channel))
+        price_ = price(rt, outcome.provider, channel, units)
+        return SendReport("unknown", name, code, price=price_)
     if isinstance(error, ProviderConfigError):
         return SendReport("rejected", name, code)
     return SendReport(
@@ -120,7 +129,7 @@ def record_outcome(rt: Runtime, work: Work, attempt: Attempt, token: str, outcom
     (:func:`~dispatcher.receipts.apply_waiting`), in the same transaction.
     """
     session = work.session
-    report = report_of(rt, outcome, attempt.channel)
+    report = report_of(rt, outcome, attempt.channel, billed_units(attempt))
     if not _recordable(attempt, token, report):
         # The sweep declared this claim stale meanwhile; its decision stands.
         log.warning("claim lost before recording", extra={"attempt_id": attempt.id})
@@ -129,6 +138,8 @@ def record_outcome(rt: Runtime, work: Work, attempt: Attempt, token: str, outcom
     assert notification is not None
     if report.invalid_address:
         mark_contact_invalid(session, attempt.contact_id, report.code or "invalid", work.now)
+    if report.code == TEMPLATE_REQUIRED:
+        close_window(session, attempt.contact_id)
     policy = RetryPolicy(rt.settings.max_send_tries, rt.settings.retry_backoff)
     transition = after_send(attempt, report, work.now, policy)
     if not apply(work, notification, attempt, transition, source="worker", claim_token=token):

@@ -21,12 +21,14 @@ from sqlmodel import Session, col, select
 from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import NOT_YET_SENT, on_receipt
 from dispatcher.history import record
+from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply as apply_transition
 from dispatcher.models import Attempt, ContactPoint, Notification, ProviderEvent
 from dispatcher.publisher import Doorbell
 from dispatcher.states import OPEN_STATES
 from dispatcher.work import Work
 from providers.base import Channel, ReceiptEvent, ReceiptKind, SendResult
+from providers.errors import TEMPLATE_REQUIRED
 
 #: An event still unmatched after this long is given up on.
 UNMATCHED_AFTER = timedelta(days=2)
@@ -218,6 +220,8 @@ def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
         mark_contact_invalid(
             session, attempt.contact_id, event.error_code or "invalid_address", work.now
         )
+    if kind is ReceiptKind.FAILED and event.error_code == TEMPLATE_REQUIRED:
+        close_window(session, attempt.contact_id)  # our inbound record was wrong
     for retry in range(3):  # a lost compare-and-set means the attempt moved: decide again
         notification = session.get(
             Notification, attempt.notification_id, populate_existing=retry > 0

@@ -228,6 +228,9 @@ class AttemptOut(BaseModel):
     tries: int
     cost: float
     error_code: str | None
+    locale: str | None = None  #: the template's locale variant, when one was used
+    encoding: str | None = None  #: SMS: gsm7 or ucs2
+    segments: int | None = None  #: SMS: messages billed (cost = segments x price)
     due_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None

@@ -1,8 +1,10 @@
 """Delivery statistics: per channel rates, time to read, cost, and money saved.
 
 "Saved" compares what the notifications cost with what the SMS-only way would have
-cost: one SMS at the configured SMS cost for every notification that could have gone
-by SMS (not suppressed, and its resolved steps include SMS). Redundant sends are
+cost: every notification that could have gone by SMS (not suppressed, and its resolved
+steps include SMS) sent as SMS, billed per segment (``notification.sms_segments``, the
+segments of its rendered SMS text; rows from before segments were counted count one)
+at the configured SMS cost per segment. Redundant sends are
 attempts sent after an earlier step of the same notification had already been read
 or delivered late (counted as ``late_receipts``).
 
@@ -32,6 +34,8 @@ DONE = (
 #: PostgreSQL memory for this read-only transaction: the join of a period's attempts to its
 #: notifications hashes about 75 MB per million notifications; less spills to disk.
 WORK_MEM = "64MB"
+#: (state, finished_channel, sms_step, notifications, cost, SMS segments) of one group.
+Group = tuple[str, str | None, bool | None, int, float, int]
 #: "The resolved steps include SMS", for rows whose ``sms_step`` is NULL.
 _SMS_IN_STEPS = {
     "postgresql": "EXISTS (SELECT 1 FROM json_array_elements(notification.steps) AS step "
@@ -104,7 +108,7 @@ def channel_stats(
     since: datetime,
     until: datetime,
     cascade: str | None,
-    groups: list[tuple[str, str | None, bool | None, int, float]],
+    groups: list[Group],
 ) -> list[dict[str, Any]]:
     rows = session.execute(
         _in_period(
@@ -150,19 +154,24 @@ def channel_stats(
 
 def _notification_groups(
     session: Session, since: datetime, until: datetime, cascade: str | None
-) -> list[tuple[str, str | None, bool | None, int, float]]:
-    """(state, finished_channel, sms_step, count, cost) over the period: one index scan."""
+) -> list[Group]:
+    """(state, finished_channel, sms_step, count, cost, SMS segments) over the period:
+    one index scan."""
     query = sa_select(
         col(Notification.state),
         col(Notification.finished_channel),
         col(Notification.sms_step),
         func.count(),
         func.coalesce(func.sum(Notification.cost), 0.0),
+        func.coalesce(func.sum(func.coalesce(Notification.sms_segments, 1)), 0),
     ).group_by(
         col(Notification.state), col(Notification.finished_channel), col(Notification.sms_step)
     )
     rows = session.execute(_in_period(query, since, until, cascade)).all()
-    return [(state, channel, sms, int(n), float(cost)) for state, channel, sms, n, cost in rows]
+    return [
+        (state, channel, sms, int(n), float(cost), int(segments))
+        for state, channel, sms, n, cost, segments in rows
+    ]
 
 
 def _finished_on(
@@ -170,7 +179,7 @@ def _finished_on(
     since: datetime,
     until: datetime,
     cascade: str | None,
-    groups: list[tuple[str, str | None, bool | None, int, float]],
+    groups: list[Group],
 ) -> dict[str, int]:
     """Notifications finished (sent, delivered or read) per channel.
 
@@ -179,7 +188,7 @@ def _finished_on(
     """
     counts: dict[str, int] = {}
     unrecorded = 0
-    for state, channel, _, n, _ in groups:
+    for state, channel, _, n, _, _ in groups:
         if state in DONE and channel:
             counts[channel] = counts.get(channel, 0) + n
         elif state in DONE:
@@ -206,11 +215,15 @@ def _could_go_by_sms(
     since: datetime,
     until: datetime,
     cascade: str | None,
-    groups: list[tuple[str, str | None, bool | None, int, float]],
+    groups: list[Group],
 ) -> int:
-    """Notifications not suppressed whose resolved steps include SMS."""
-    reached = [(sms, n) for state, _, sms, n, _ in groups if state != NotificationState.SUPPRESSED]
-    known = sum(n for sms, n in reached if sms)
+    """SMS segments of the notifications not suppressed whose resolved steps include SMS."""
+    reached = [
+        (sms, segments)
+        for state, _, sms, _, _, segments in groups
+        if state != NotificationState.SUPPRESSED
+    ]
+    known = sum(segments for sms, segments in reached if sms)
     if not any(sms is None for sms, _ in reached):
         return known
     in_steps = text(_SMS_IN_STEPS[session.get_bind().dialect.name])
@@ -234,9 +247,9 @@ def summary(
         session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     groups = _notification_groups(session, since, until, cascade)
     states: dict[str, int] = {}
-    for state, _, _, n, _ in groups:
+    for state, _, _, n, _, _ in groups:
         states[state] = states.get(state, 0) + n
-    total_cost = sum(cost for *_, cost in groups)
+    total_cost = sum(cost for _, _, _, _, cost, _ in groups)
     late = session.execute(
         _in_period(
             sa_select(func.count())

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from dispatcher.content import billed_units
 from dispatcher.db import session_scope
 from dispatcher.decisions import on_stale_claim
 from dispatcher.fanout import restart_stalled
@@ -129,7 +130,8 @@ def _stale_claims(rt: Runtime, work: Work, batch: int) -> int:
         notification = work.session.get(Notification, attempt.notification_id)
         assert notification is not None
         provider = rt.router.provider(attempt.provider) if attempt.provider else None
-        charged = price(rt, provider, attempt.channel) if attempt.provider else 0.0
+        units = billed_units(attempt)
+        charged = price(rt, provider, attempt.channel, units) if attempt.provider else 0.0
         transition = on_stale_claim(attempt, work.now, charged)
         count += apply(work, notification, attempt, transition, source="sweep")
     return count

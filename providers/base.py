@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -58,6 +58,10 @@ CHANNEL_SIGNALS: Mapping[Channel, frozenset[Signal]] = {
 #: Channels that charge for every message: an unknown outcome is never resent there.
 PAID_CHANNELS: frozenset[Channel] = frozenset({Channel.SMS})
 
+#: Channels where free-form text is allowed only this long after the customer last wrote
+#: to us; outside it only an approved template may be sent (WhatsApp's service window).
+SERVICE_WINDOWS: Mapping[Channel, timedelta] = {Channel.WHATSAPP: timedelta(hours=24)}
+
 
 @dataclass(frozen=True, slots=True)
 class TemplateRef:
@@ -87,6 +91,9 @@ class Message:
     html: str | None = None
     template: TemplateRef | None = None
     data: Mapping[str, str] = field(default_factory=dict)  #: push data payload, strings only
+    #: The customer wrote to us within the channel's service window (``SERVICE_WINDOWS``):
+    #: free-form ``text`` may be sent; otherwise only ``template``.
+    window_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,18 @@ class ReceiptEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A customer wrote to us: who (the channel address, as the provider gives it) and when.
+
+    Nothing of the message itself: only its time matters (it opens a service window).
+    """
+
+    provider: str
+    sender: str  #: WhatsApp: the ``wa_id``, digits without ``+``
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookRequest:
     """A provider's HTTP callback as received, independent of the web framework.
 
@@ -179,6 +198,7 @@ class WebhookReply:
     media_type: str = "text/plain"
     events: tuple[ReceiptEvent, ...] = ()
     nonce: Nonce | None = None  #: refuse another callback carrying the same value
+    inbound: tuple[InboundMessage, ...] = ()  #: customers' own messages (times only)
 
 
 @runtime_checkable

@@ -6,6 +6,8 @@
   + RejectedError          -> permanent for this recipient or message: attempt failed,
   |  |                         next cascade step now
   |  + InvalidAddressError -> ... and the contact is marked invalid
+  |  + TemplateRequiredError -> not sent: outside the service window only a template
+  |                            may go (WhatsApp 131047); the window is marked closed
   + ProviderConfigError    -> our credentials/account are wrong: attempt failed, operator
   |                           alerted, next provider or next step
   + UnknownOutcomeError    -> may have been accepted (read timeout after the body was
@@ -41,6 +43,17 @@ class RejectedError(ProviderError):
 
 class InvalidAddressError(RejectedError):
     """The address is gone (unregistered token, blocked bot, invalid number)."""
+
+
+#: The code of :class:`TemplateRequiredError`, on attempts and failure receipts.
+TEMPLATE_REQUIRED = "template_required"
+
+
+class TemplateRequiredError(RejectedError):
+    """Not sent: the customer has not written within the service window; use a template."""
+
+    def __init__(self, message: str, *, code: str | None = TEMPLATE_REQUIRED) -> None:
+        super().__init__(message, code=code)
 
 
 class ProviderConfigError(ProviderError):

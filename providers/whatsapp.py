@@ -6,6 +6,15 @@ and most recipient failures arrive later as ``statuses`` webhooks signed with
 are classified on Graph's ``error.code``, as Meta recommends, and only then on
 the HTTP status. Our attempt reference travels as ``biz_opaque_callback_data``,
 which Meta echoes in the status webhooks.
+
+Free-form text is delivered only within 24 hours of the customer's last message to
+us (the service window); outside it Meta refuses it with 131047 ("re-engagement
+message"), synchronously or in a ``failed`` status. So: with the window open
+(``Message.window_open``, from the inbound messages this module reports) the text
+goes, and a 131047 for it sends the approved template instead (the text was not
+sent); with the window closed the template goes; with neither a template nor an
+open window nothing is sent (:class:`TemplateRequiredError`). Inbound messages are
+reported with their sender and time only, never their content.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from providers._messaging import (
 )
 from providers.base import (
     Channel,
+    InboundMessage,
     Message,
     ProviderConfig,
     ReceiptEvent,
@@ -36,11 +46,13 @@ from providers.base import (
     WebhookRequest,
 )
 from providers.errors import (
+    TEMPLATE_REQUIRED,
     InvalidAddressError,
     NotSentError,
     ProviderConfigError,
     ProviderError,
     RejectedError,
+    TemplateRequiredError,
     UnknownOutcomeError,
     WebhookSignatureError,
 )
@@ -58,7 +70,9 @@ SIGNATURE_HEADER = "x-hub-signature-256"
 NOT_SENT_CODES = frozenset({2, 4, 80007, 130429, 131056, 133004})
 UNKNOWN_CODES = frozenset({1, 131000})
 INVALID_ADDRESS_CODES = frozenset({131026})
-REJECTED_CODES = frozenset({131021, 131047, 131049, 131050})
+REJECTED_CODES = frozenset({131021, 131049, 131050})
+#: Re-engagement: free-form text outside the 24-hour window.
+TEMPLATE_REQUIRED_CODE = 131047
 CONFIG_CODES = frozenset(
     {0, 10, 100, 190, 368, 131008, 131009, 131030, 131031, 131042, 131048, 131051, 133010}
     | {132000, 132001, 132005, 132007, 132012, 132015, 132016}
@@ -96,8 +110,20 @@ class WhatsAppProvider:
         self._timeout = request_timeout(config.timeout)
 
     def send(self, message: Message) -> SendResult:
-        """Send a template message if ``message.template`` is set, else a text message."""
-        return self._post(payload(message))
+        """Text inside the service window, else the approved template (see the module doc)."""
+        if message.window_open and message.text:
+            try:
+                return self._post(payload(message, as_template=False))
+            except TemplateRequiredError:
+                if message.template is None:
+                    raise
+                # Meta says the window is closed: the text was refused, not sent.
+        if message.template is None:
+            raise TemplateRequiredError(
+                "whatsapp: not sent: the customer has not written within 24 hours "
+                "and the step has no approved template"
+            )
+        return self._post(payload(message, as_template=True))
 
     @quick_retry()
     def _post(self, body: dict[str, Any]) -> SendResult:
@@ -128,7 +154,16 @@ class WhatsAppProvider:
         update = json_object(request.body)
         if update is None:
             return WebhookReply(status_code=400, body="not a JSON object")
-        return WebhookReply(events=tuple(self._events(update)))
+        return WebhookReply(
+            events=tuple(self._events(update)), inbound=tuple(self._inbound(update))
+        )
+
+    def _inbound(self, update: dict[str, Any]) -> Iterator[InboundMessage]:
+        """Customers' messages to us: sender and time only (the text is never read)."""
+        for message in _values(update, "messages"):
+            sender, at = as_id(message.get("from")), from_unix(message.get("timestamp"))
+            if sender is not None and at is not None:
+                yield InboundMessage(provider=self.name, sender=sender, at=at)
 
     def _handshake(self, request: WebhookRequest) -> WebhookReply:
         mode = request.query.get("hub.mode")
@@ -149,7 +184,7 @@ class WhatsAppProvider:
             raise WebhookSignatureError("whatsapp: wrong signature", status_code=403)
 
     def _events(self, update: dict[str, Any]) -> Iterator[ReceiptEvent]:
-        for status in _statuses(update):
+        for status in _values(update, "statuses"):
             kind = _KINDS.get(str(status.get("status")))
             message_id = as_id(status.get("id"))
             if kind is None or message_id is None:
@@ -158,6 +193,8 @@ class WhatsAppProvider:
             errors = status.get("errors")
             first = errors[0] if isinstance(errors, list) and errors else {}
             code = first.get("code") if isinstance(first, dict) else None
+            if code == TEMPLATE_REQUIRED_CODE:
+                code = TEMPLATE_REQUIRED  # the text was not delivered: use a template
             reference = status.get("biz_opaque_callback_data")
             yield ReceiptEvent(
                 provider=self.name,
@@ -172,15 +209,15 @@ class WhatsAppProvider:
             )
 
 
-def payload(message: Message) -> dict[str, Any]:
-    """The ``/messages`` JSON body for one message."""
+def payload(message: Message, *, as_template: bool) -> dict[str, Any]:
+    """The ``/messages`` JSON body: ``message.text``, or its approved template."""
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": message.recipient.removeprefix("+"),
     }
     template = message.template
-    if template is None:
+    if not as_template or template is None:
         body["type"] = "text"
         body["text"] = {"preview_url": False, "body": message.text}
     else:
@@ -213,8 +250,10 @@ def _graph_error(
         return UnknownOutcomeError(f"{title} (may have been processed)", code=label)
     if code in INVALID_ADDRESS_CODES:
         return InvalidAddressError(f"{title} (recipient cannot be reached)", code=label)
-    if code == 131047 and template:
+    if code == TEMPLATE_REQUIRED_CODE and template:
         return ProviderConfigError(f"{title} (template refused as re-engagement)", code=label)
+    if code == TEMPLATE_REQUIRED_CODE:
+        return TemplateRequiredError(f"{title} (not sent: outside the 24-hour window)")
     if code in REJECTED_CODES:
         return RejectedError(f"{title} (message refused)", code=label)
     if code in CONFIG_CODES:
@@ -226,13 +265,14 @@ def _graph_error(
     return UnknownOutcomeError(f"{title} (HTTP {response.status_code})", code=label)
 
 
-def _statuses(update: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _values(update: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:
+    """The objects under ``entry[].changes[].value.<key>[]`` (``statuses`` or ``messages``)."""
     entries = update.get("entry")
     for entry in entries if isinstance(entries, list) else []:
         changes = entry.get("changes") if isinstance(entry, dict) else None
         for change in changes if isinstance(changes, list) else []:
             value = change.get("value") if isinstance(change, dict) else None
-            statuses = value.get("statuses") if isinstance(value, dict) else None
-            for status in statuses if isinstance(statuses, list) else []:
-                if isinstance(status, dict):
-                    yield status
+            items = value.get(key) if isinstance(value, dict) else None
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict):
+                    yield item

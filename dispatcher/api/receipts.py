@@ -11,13 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatcher.api.deps import RuntimeDep, SessionDep, authenticate
 from dispatcher.api.problems import Problem
+from dispatcher.inbound import record_inbound
 from dispatcher.models import Attempt, Notification
 from dispatcher.nonces import Claim, claim
 from dispatcher.publisher import Doorbell
 from dispatcher.receipts import ingest
 from dispatcher.schemas import ReceiptIn, ReceiptOut
 from dispatcher.tokens import check_receipt_token
-from providers.base import ReceiptEvent, ReceiptKind, WebhookReply, WebhookRequest
+from providers.base import Channel, ReceiptEvent, ReceiptKind, WebhookReply, WebhookRequest
 from providers.errors import WebhookSignatureError
 
 router = APIRouter(prefix="/v1", tags=["receipts"])
@@ -146,8 +147,9 @@ async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> Respo
         raise _refused(400, "the body could not be read") from None
     if reply.status_code >= 400:
         raise _refused(reply.status_code, reply.body)
-    if reply.events or reply.nonce:
-        claimed = await run_in_threadpool(_ingest_events, runtime, provider, reply)
+    if reply.events or reply.nonce or reply.inbound:
+        channel = getattr(receiver, "channel", None)
+        claimed = await run_in_threadpool(_ingest_events, runtime, provider, reply, channel)
         if claimed is Claim.REPLAY:
             raise Problem(403, "Replayed callback", f"{provider}: this signature was used before")
     return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)
@@ -164,8 +166,10 @@ def _refused(status: int, detail: str) -> Problem:
     return Problem(status, _TITLES.get(status, "Refused"), detail or None, errors=errors)
 
 
-def _ingest_events(runtime: RuntimeDep, provider: str, reply: WebhookReply) -> Claim:
-    """Store the callback's nonce (if any) and its receipts in one transaction."""
+def _ingest_events(
+    runtime: RuntimeDep, provider: str, reply: WebhookReply, channel: Channel | None
+) -> Claim:
+    """Store the callback's nonce (if any), its receipts and inbound times in one transaction."""
     bells: list[Doorbell] = []
     now = runtime.now()
     with Session(runtime.engine, expire_on_commit=False) as session:
@@ -174,6 +178,8 @@ def _ingest_events(runtime: RuntimeDep, provider: str, reply: WebhookReply) -> C
             if claimed is not Claim.NEW:
                 return claimed  # nothing applied: a redelivery, or a forgery
         ingest(session, list(reply.events), now, bells)
+        if reply.inbound and channel is not None:
+            record_inbound(session, channel, reply.inbound)
         session.commit()
     runtime.publisher.publish(bells)
     return Claim.NEW

@@ -236,6 +236,12 @@ def _setup(
                 ).status_code
                 == 200
             )
+            if case.name == "whatsapp":  # free text needs the customer's message within 24 h
+                headers, body = whatsapp.inbound_callback(
+                    case.secret, sender=PHONE.lstrip("+"), timestamp=int(clock().timestamp())
+                )
+                wrote = api.post("/v1/webhooks/whatsapp", content=body, headers=headers)
+                assert wrote.status_code == 200
             nid = api.post(
                 "/v1/notifications",
                 json={"customer_id": "h1", "cascade": "basic", "content": {"text": "hi"}},

@@ -89,6 +89,11 @@ def test_fcm_unread_then_whatsapp_read_no_sms(db: str, redis_base: str, tmp_path
                     ]
                 },
             )
+            # The customer wrote to us: WhatsApp's 24-hour window is open for free text.
+            wrote = httpx.post(
+                f"{wa_url}/_sim/inbound", json={"url": w.webhook("whatsapp"), "from": PHONE}
+            )
+            assert wrote.json()["status_code"] == 200
             nid = w.api.post(
                 "/v1/notifications",
                 json={
@@ -100,6 +105,7 @@ def test_fcm_unread_then_whatsapp_read_no_sms(db: str, redis_base: str, tmp_path
             assert step_done(w, nid, 0)["state"] == "sent"
             sweep(w.runtime, now=later(61))
             wa = step_done(w, nid, 1)
+            assert wa_sim.sent[0]["type"] == "text"
             answer = httpx.post(
                 f"{wa_url}/_sim/callback",
                 json={

@@ -158,7 +158,13 @@ def _send(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sent]]:
         if cls is WebPushProvider:  # the endpoint's host resolves to a public address
             extra["resolver"] = lambda host, port: ["93.184.216.34"]
         provider = cls(config, client, **extra)
-        message = Message(recipient=case.recipient, text="hi", reference="a1", idempotency_key="k1")
+        message = Message(
+            recipient=case.recipient,
+            text="hi",
+            reference="a1",
+            idempotency_key="k1",
+            window_open=True,  # WhatsApp sends free text only inside its 24-hour window
+        )
         with pytest.raises(expected) as caught:
             provider.send(message)
         assert type(caught.value) is expected, caught.value

@@ -17,6 +17,7 @@ from providers.errors import (
     ProviderConfigError,
     ProviderError,
     RejectedError,
+    TemplateRequiredError,
     UnknownOutcomeError,
     WebhookSignatureError,
 )
@@ -37,7 +38,14 @@ PNID = "106540352242922"
 APP_SECRET = "meta-app-secret"
 VERIFY = "verify-me-42"
 PHONE = "+14155552671"
-TEXT = Message(recipient=PHONE, text="Your parcel is here", reference="att-7", idempotency_key="k")
+#: Free text goes only inside the 24-hour window (the customer wrote to us lately).
+TEXT = Message(
+    recipient=PHONE,
+    text="Your parcel is here",
+    reference="att-7",
+    idempotency_key="k",
+    window_open=True,
+)
 TEMPLATE = Message(
     recipient=PHONE,
     text="ignored for templates",
@@ -124,7 +132,7 @@ def test_template_message_exact_request() -> None:
     [
         (400, graph(131026, "Message Undeliverable"), InvalidAddressError, "131026"),
         (400, graph(131050), RejectedError, "131050"),
-        (400, graph(131047, "Re-engagement message"), RejectedError, "131047"),
+        (400, graph(131047, "Re-engagement message"), TemplateRequiredError, "template_required"),
         (
             400,
             graph(131030, "Recipient phone number not in allowed list"),
@@ -162,6 +170,40 @@ def test_reengagement_refusal_of_a_template_is_config() -> None:
         WhatsAppProvider(config(), client).send(TEMPLATE)
 
 
+def test_window_closed_without_template_sends_nothing() -> None:
+    """Outside the 24-hour window and no approved template: refused before any request."""
+    closed = Message(recipient=PHONE, text="hello", reference="att-9", idempotency_key="k")
+    with scripted(reply(200, OK)) as (client, script), pytest.raises(TemplateRequiredError) as e:
+        WhatsAppProvider(config(), client).send(closed)
+    assert script.requests == []
+    assert e.value.code == "template_required"
+    assert isinstance(e.value, RejectedError)  # a clear failure: the cascade moves on
+
+
+def test_window_decides_text_or_template() -> None:
+    """With a template: free text inside the window, the template outside it."""
+    inside = Message(**{**vars_of(TEMPLATE), "window_open": True})
+    with scripted(reply(200, OK)) as (client, script):
+        WhatsAppProvider(config(), client).send(inside)
+        assert script.json()["type"] == "text"
+        assert script.json()["text"]["body"] == "ignored for templates"
+        WhatsAppProvider(config(), client).send(TEMPLATE)  # window_open defaults to False
+        assert script.json()["type"] == "template"
+
+
+def test_reengagement_of_text_falls_back_to_the_template() -> None:
+    """Meta says 131047 to our text (our window record was stale): the template goes instead."""
+    inside = Message(**{**vars_of(TEMPLATE), "window_open": True})
+    with scripted(reply(400, graph(131047)), reply(200, OK)) as (client, script):
+        result = WhatsAppProvider(config(), client).send(inside)
+    assert [json.loads(r.content)["type"] for r in script.requests] == ["text", "template"]
+    assert result.provider_message_id == "wamid.HBgLMTQxNTU1NTI2NzEVAgARGBI"
+
+
+def vars_of(message: Message) -> dict[str, Any]:
+    return {name: getattr(message, name) for name in Message.__slots__}
+
+
 def test_throttling_carries_retry_after_and_read_timeout_is_unknown() -> None:
     """A 429 with Retry-After keeps the delay; a read timeout is Unknown, sent once."""
     throttled = reply(429, graph(130429), headers={"Retry-After": "30"})
@@ -189,7 +231,7 @@ def sim_provider(base: str, client: httpx.Client, **overrides: Any) -> WhatsAppP
 
 
 def at(phone: str) -> Message:
-    return Message(recipient=phone, text="t", reference="r", idempotency_key="k")
+    return Message(recipient=phone, text="t", reference="r", idempotency_key="k", window_open=True)
 
 
 def test_simulator_send_and_errors() -> None:
@@ -374,6 +416,7 @@ def test_simulator_callbacks_over_http() -> None:
         handshake = client.post(
             f"{base}/_sim/verify", json={"url": hook, "verify_token": VERIFY, "challenge": "77"}
         )
+        wrote = client.post(f"{base}/_sim/inbound", json={"url": hook, "from": PHONE})
         sent = sim_provider(base, client).send(TEXT)
         read = client.post(
             f"{base}/_sim/callback",
@@ -384,6 +427,9 @@ def test_simulator_callbacks_over_http() -> None:
             json={"url": hook, "message_id": sent.provider_message_id, "app_secret": "forged"},
         )
     assert handshake.json() == {"status_code": 200, "body": "77"}
+    assert wrote.json()["status_code"] == 200
+    (inbound,) = received.inbound
+    assert inbound.sender == "14155552671"
     assert read.json()["status_code"] == 200
     assert forged.json()["status_code"] == 403
     (event,) = received.events

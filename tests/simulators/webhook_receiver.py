@@ -17,7 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from providers.base import ReceiptEvent, WebhookReceiver, WebhookReply, WebhookRequest
+from providers.base import (
+    InboundMessage,
+    ReceiptEvent,
+    WebhookReceiver,
+    WebhookReply,
+    WebhookRequest,
+)
 from providers.errors import WebhookSignatureError
 
 
@@ -31,6 +37,10 @@ class Received:
     @property
     def events(self) -> list[ReceiptEvent]:
         return [event for reply in self.replies for event in reply.events]
+
+    @property
+    def inbound(self) -> list[InboundMessage]:
+        return [message for reply in self.replies for message in reply.inbound]
 
 
 def create_receiver(receiver: WebhookReceiver) -> tuple[Starlette, Received]:

@@ -2,9 +2,25 @@
 
 Requires ``Authorization: Bearer <access_token>`` (else 401, Graph code 190), the
 configured ``phone_number_id`` (else 400, code 100) and a well-formed body
-(``messaging_product: whatsapp``, ``to``, ``text.body`` or ``template.name`` and
-``template.language.code``; else 400, code 100). Success is
+(``messaging_product: whatsapp``, ``to``, ``text.body``; else 400, code 100). Success is
 ``{"messaging_product", "contacts": [...], "messages": [{"id": "wamid..."}]}``.
+
+Template messages are checked against the Cloud API reference (messages → template
+object): ``template.name`` (lower-case letters, digits, ``_``), ``template.language``
+an object with ``code`` (and ``policy`` only ``deterministic``), ``components`` a list
+of ``{"type": "header|body|button", "parameters": [...]}`` whose text parameters are
+``{"type": "text", "text": <non-empty string>}`` without new lines, tabs or more
+than four spaces in a row (else 400, code 100 or 132018). The (name, language) must be
+one of the approved ``templates`` (else 132001) and the body parameters must number
+what that template expects (else 132000).
+
+The 24-hour window: ``POST /_sim/inbound`` with ``{"url", "from", "timestamp"?}``
+records that the customer wrote to the business (and POSTs the signed ``messages``
+webhook to ``url``, as Meta does). Free text to someone without an inbound message
+in the last 24 hours (by the simulator's ``clock``) is accepted with a ``wamid``, but
+never delivered: its status callbacks are all ``failed`` with 131047, as in
+production; with ``window_errors="sync"`` it is refused at once (400, 131047).
+Templates need no window.
 
 Scenario per ``to`` (digits, no ``+``; extend with ``create_app(scenarios=...)``):
 
@@ -34,8 +50,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -44,6 +61,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.simulators.sim_common import (
+    Recorded,
     SimState,
     Simulator,
     compact,
@@ -73,6 +91,13 @@ _ERRORS: dict[str, tuple[int, int, str]] = {
     "unavailable": (503, 2, "Service temporarily unavailable"),
 }
 _ERROR_TITLES = {131026: "Message undeliverable", 131047: "Re-engagement message"}
+#: Approved templates: name → language code → number of body parameters.
+APPROVED: dict[str, dict[str, int]] = {
+    "order_update": {"en": 2, "en_US": 2, "ru": 2, "pt": 2, "pt_BR": 2},
+}
+WINDOW_SECONDS = 24 * 3600
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_PARAMETER_TYPES = {"text", "currency", "date_time", "image", "document", "video", "payload"}
 
 
 def graph_error(status: int, code: int, message: str, kind: str = "OAuthException") -> Response:
@@ -133,6 +158,37 @@ def status_callback(
     return sign(app_secret, body), body
 
 
+def inbound_callback(
+    app_secret: str,
+    *,
+    sender: str,
+    timestamp: int,
+    text: str = "hi",
+    phone_number_id: str = PHONE_NUMBER_ID,
+) -> tuple[dict[str, str], bytes]:
+    """A signed ``messages`` webhook: the customer ``sender`` wrote to the business."""
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": "Customer"}, "wa_id": sender}],
+        "messages": [
+            {
+                "from": sender,
+                "id": f"wamid.in-{sender}-{timestamp}",
+                "timestamp": str(timestamp),
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
+    }
+    update = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}],
+    }
+    body = compact(update)
+    return sign(app_secret, body), body
+
+
 def _invalid(body: Any) -> str | None:
     """Why a /messages body is refused (Graph code 100), or None."""
     if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
@@ -146,11 +202,88 @@ def _invalid(body: Any) -> str | None:
             else "The parameter text['body'] is required."
         )
     if body.get("type") == "template":
-        template = body.get("template") or {}
-        if template.get("name") and (template.get("language") or {}).get("code"):
-            return None
-        return "The parameter template['name'] and template['language'] are required."
+        return _invalid_template(body.get("template"))
     return "Unsupported message type."
+
+
+def _invalid_template(template: Any) -> str | None:
+    """The template object's shape (Cloud API reference), or why it is refused."""
+    if not isinstance(template, dict):
+        return "The parameter template is required."
+    if not isinstance(template.get("name"), str) or not _TEMPLATE_NAME.match(template["name"]):
+        return "The parameter template['name'] must be lower-case letters, digits and _."
+    language = template.get("language")
+    if not isinstance(language, dict) or not isinstance(language.get("code"), str):
+        return "The parameter template['language']['code'] is required."
+    if language.get("policy", "deterministic") != "deterministic":
+        return "template['language']['policy'] must be 'deterministic'."
+    components = template.get("components", [])
+    if not isinstance(components, list):
+        return "template['components'] must be a list."
+    for component in components:
+        if not isinstance(component, dict) or component.get("type") not in (
+            "header",
+            "body",
+            "button",
+        ):
+            return "Each component needs a type: header, body or button."
+        parameters = component.get("parameters", [])
+        if not isinstance(parameters, list):
+            return "A component's parameters must be a list."
+        for parameter in parameters:
+            if not isinstance(parameter, dict) or parameter.get("type") not in _PARAMETER_TYPES:
+                return "Each parameter needs a known type."
+            if parameter["type"] == "text" and not (
+                isinstance(parameter.get("text"), str) and parameter["text"]
+            ):
+                return "A text parameter needs a non-empty 'text'."
+    return None
+
+
+def _window_open(inbound: Mapping[str, float], to: str, now: float) -> bool:
+    """The customer wrote to us within the last 24 hours."""
+    return to in inbound and now - inbound[to] < WINDOW_SECONDS
+
+
+def _json(entry: Recorded) -> Any:
+    try:
+        return entry.json()
+    except ValueError:
+        return None
+
+
+def _content_error(
+    body: dict[str, Any], approved: Mapping[str, Mapping[str, int]], refuse_text: bool
+) -> Response | None:
+    """A refused template, or text refused at once outside the window (sync mode)."""
+    if body.get("type") == "template":
+        return _template_error(body["template"], approved)
+    if refuse_text:
+        return graph_error(400, 131047, "Re-engagement message")
+    return None
+
+
+def _template_error(
+    template: dict[str, Any], approved: Mapping[str, Mapping[str, int]]
+) -> Response | None:
+    """Graph's answer to a well-formed template that is not approved or not filled right."""
+    languages = approved.get(template["name"], {})
+    code = template["language"]["code"]
+    if code not in languages:
+        return graph_error(404, 132001, f"Template name does not exist in the translation ({code})")
+    body = [c for c in template.get("components", []) if c["type"] == "body"]
+    texts = [p for c in body for p in c.get("parameters", [])]
+    if len(texts) != languages[code]:
+        return graph_error(
+            400, 132000, "Number of parameters does not match the expected number of params"
+        )
+    for parameter in texts:
+        text = parameter.get("text", "")
+        if parameter["type"] == "text" and ("\n" in text or "\t" in text or " " * 5 in text):
+            return graph_error(
+                400, 132018, "Param text cannot have new-line/tab characters or 4+ spaces"
+            )
+    return None
 
 
 def create_app(
@@ -159,10 +292,15 @@ def create_app(
     app_secret: str = APP_SECRET,
     scenarios: Mapping[str, str] | None = None,
     hang_seconds: float = 30.0,
+    templates: Mapping[str, Mapping[str, int]] | None = None,
+    clock: Callable[[], float] = time.time,
+    window_errors: str = "async",
 ) -> Simulator:
     """A Cloud API simulator for one business phone number."""
     state = SimState(scenarios_with(DEFAULT_SCENARIOS, scenarios), hang_seconds)
     messages: dict[str, dict[str, Any]] = {}
+    approved = APPROVED if templates is None else templates
+    inbound: dict[str, float] = {}  #: wa_id → when the customer last wrote to us
 
     async def send(request: Request) -> Response:
         entry = await record(state, request)
@@ -173,10 +311,7 @@ def create_app(
         if request.path_params["pnid"] != phone_number_id:
             message = "Unsupported post request. Object does not exist."
             return graph_error(400, 100, message, "GraphMethodException")
-        try:
-            body = entry.json()
-        except ValueError:
-            body = None
+        body = _json(entry)
         problem = _invalid(body)
         if problem:
             return graph_error(400, 100, problem)
@@ -186,8 +321,19 @@ def create_app(
             return await hang(state, request)
         if scenario in _ERRORS:
             return graph_error(*_ERRORS[scenario])
+        kind = body.get("type", "text")
+        closed = kind == "text" and not _window_open(inbound, to, clock())
+        refused = _content_error(body, approved, closed and window_errors == "sync")
+        if refused is not None:
+            return refused
         wamid = "wamid." + base64.b64encode(f"sim-{to}-{len(state.sent) + 1}".encode()).decode()
-        sent = {"id": wamid, "to": to, "reference": body.get("biz_opaque_callback_data")}
+        sent = {
+            "id": wamid,
+            "to": to,
+            "reference": body.get("biz_opaque_callback_data"),
+            "type": kind,
+            "window_closed": closed,
+        }
         messages[wamid] = sent
         state.sent.append(sent)
         return JSONResponse(
@@ -203,14 +349,28 @@ def create_app(
         sent = messages.get(spec["message_id"])
         if sent is None:
             return JSONResponse({"error": "no such message"}, 404)
+        closed = sent["window_closed"]  # never delivered: every status says 131047
         headers, body = status_callback(
             spec.get("app_secret", app_secret),
             message_id=sent["id"],
-            status=spec.get("status", "delivered"),
+            status="failed" if closed else spec.get("status", "delivered"),
             recipient_id=sent["to"],
-            timestamp=int(spec.get("timestamp", time.time())),
-            error_code=spec.get("error_code"),
+            timestamp=int(spec.get("timestamp", clock())),
+            error_code=131047 if closed else spec.get("error_code"),
             reference=sent["reference"],
+            phone_number_id=phone_number_id,
+        )
+        return await deliver(spec["url"], headers, body)
+
+    async def customer_writes(request: Request) -> Response:
+        spec = await request.json()
+        sender = str(spec["from"]).removeprefix("+")
+        timestamp = int(spec.get("timestamp", clock()))
+        inbound[sender] = max(inbound.get(sender, 0), timestamp)
+        headers, body = inbound_callback(
+            spec.get("app_secret", app_secret),
+            sender=sender,
+            timestamp=timestamp,
             phone_number_id=phone_number_id,
         )
         return await deliver(spec["url"], headers, body)
@@ -227,6 +387,7 @@ def create_app(
 
     routes = [
         Route("/_sim/callback", callback, methods=["POST"]),
+        Route("/_sim/inbound", customer_writes, methods=["POST"]),
         Route("/_sim/verify", verify, methods=["POST"]),
         Route("/{version}/{pnid}/messages", send, methods=["POST"]),
     ]
