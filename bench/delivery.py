@@ -117,23 +117,35 @@ def end_to_end(stack: Stack, cap: float, threads: int) -> Delivered:
     return Delivered(done, total, done / span, seconds, main_kib, tuple(children_kib), empty, tasks)
 
 
-def sends(stack: Stack, api_port: int, n: int, cap: float, threads: int) -> Delivered:
+def sends(
+    stack: Stack, api_port: int, n: int, cap: float, threads: int, processes: int = 1
+) -> Delivered:
+    """Figure 5 with ``processes`` worker processes of ``threads`` threads each."""
     wipe(stack.engine, keep=("customer", "contactpoint"))
     stack.flush_redis()
     load(api_port, total=n)
-    worker = stack.worker(sandbox__latency_ms=str(LATENCY_MS), **threads_pool(threads))
+    workers = [
+        stack.worker(sandbox__latency_ms=str(LATENCY_MS), **threads_pool(threads))
+        for _ in range(processes)
+    ]
     try:
         started = time.monotonic()
         done = _wait(stack.engine, "SELECT count(*) FROM attempt WHERE sent_at IS NOT NULL", n, cap)
         seconds = time.monotonic() - started
     finally:
-        stack.stop(worker)
+        for worker in workers:
+            stack.stop(worker)
     span = _span(stack.engine, "SELECT max(sent_at) FROM attempt")
     return Delivered(done, n, done / span, seconds)
 
 
 def rows(
-    backend: str, noop: Drain, waiting: Drain, e2e: Delivered, latency: Delivered
+    backend: str,
+    noop: Drain,
+    waiting: Drain,
+    e2e: Delivered,
+    latency: Delivered,
+    two: Delivered,
 ) -> list[Row]:
     rss_children = sum(e2e.rss_children_kib)
     bare_children = sum(noop.rss_children_kib)
@@ -160,6 +172,17 @@ def rows(
             "/s",
             "≥ 300/s per worker process",
             f"{latency.done:,} of {latency.total:,} sent in {latency.seconds:.0f} s",
+        ),
+        Row(
+            "5b",
+            f"sends/s, {LATENCY_MS} ms, 2 worker processes (scale-out)",
+            backend,
+            "(5): 1 worker process",
+            latency.per_second,
+            two.per_second,
+            "/s",
+            "scales with workers",
+            f"{two.done:,} of {two.total:,} sent in {two.seconds:.0f} s; 2 cores cap it here",
         ),
         Row(
             "10",

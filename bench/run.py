@@ -113,7 +113,9 @@ class Bench:
         waiting = drain(stack, s.waits, delivery.LATENCY_MS / 1000, "threads", s.threads)
         say(f"[{b}] figure 5: {s.sends:,} sends with 200 ms provider latency")
         sent = delivery.sends(stack, port, s.sends, s.sends_cap, s.threads)
-        self.rows += delivery.rows(b, noop, waiting, e2e, sent)
+        say(f"[{b}] figure 5b: the same with 2 worker processes")
+        two = delivery.sends(stack, port, s.sends, s.sends_cap, s.threads, processes=2)
+        self.rows += delivery.rows(b, noop, waiting, e2e, sent, two)
         in_flight = need(
             template(
                 stack.engine,
