@@ -73,6 +73,8 @@ def test_no_operation_answers_a_server_error(runtime: Runtime):
     app = create_app(runtime)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
+    # /readyz answers 503 by design while no worker or beat runs (tests/e2e/test_readiness.py).
+    operations = [o for o in operations if o.path != "/readyz"]
     assert len(operations) >= 14
     failures = [
         failure
