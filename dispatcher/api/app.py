@@ -13,6 +13,7 @@ from dispatcher.api import (
     notifications,
     problems,
     receipts,
+    stats,
     system,
 )
 from dispatcher.api.deps import KeyRing
@@ -32,7 +33,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     access_log.install()  # webhook secrets in query strings never reach the access log
     app.state.keyring = KeyRing(runtime.settings.effective_api_keys)
     problems.install(app)
-    for module in (notifications, customers, receipts, system, broadcasts):
+    for module in (notifications, customers, receipts, system, stats, broadcasts):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit,

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
-
 import redis
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from dispatcher import metrics
-from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
+from dispatcher.api.deps import ApiKeyDep, RuntimeDep
 from dispatcher.api.problems import MEDIA_TYPE, RETRY_AFTER, Problem
-from dispatcher.period import PeriodError, period
 from dispatcher.queues import QUEUES
 from dispatcher.readiness import Readiness, check_broker
 from dispatcher.schemas import CascadeOut
-from dispatcher.stats import summary
-from providers.base import Channel
 
 router = APIRouter(tags=["system"])
 
@@ -104,44 +98,3 @@ def get_cascade(name: str, runtime: RuntimeDep, _: ApiKeyDep) -> CascadeOut:
     if name not in runtime.cascades:
         raise Problem(404, "Not found", f"no cascade {name!r}")
     return _cascade_out(runtime, name)
-
-
-#: The period /v1/stats accepts: wide enough for any real data, far from datetime's limits.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-@router.get("/v1/stats", tags=["stats"])
-def stats(
-    runtime: RuntimeDep,
-    session: SessionDep,
-    _: ApiKeyDep,
-    since: str | None = None,
-    until: datetime | None = None,
-    cascade: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
-) -> dict[str, Any]:
-    """Per channel: sent, delivered, read, failed, rates, time to read, cost; money saved.
-
-    ``since`` is a time with a zone or a span back from ``until`` (``1h``, ``7d``).
-    """
-    if until is not None:
-        if until.tzinfo is None:
-            raise _bad_time("until", "give a time zone, e.g. 2026-01-01T00:00:00Z")
-        if not EARLIEST <= until <= LATEST:
-            raise _bad_time("until", "give a time between 1970-01-01 and 9000-01-01")
-    try:
-        start, end = period(since, until, runtime.now())
-    except PeriodError as exc:
-        raise Problem(
-            422, "Invalid request", str(exc), errors=[{"field": exc.field, "message": exc.message}]
-        ) from None
-    if not EARLIEST <= start <= LATEST:
-        raise _bad_time("since", "give a time between 1970-01-01 and 9000-01-01")
-    sms_cost = runtime.settings.costs.get(Channel.SMS, 0.0)
-    return summary(session, since=start, until=end, cascade=cascade, sms_cost=sms_cost)
-
-
-def _bad_time(name: str, message: str) -> Problem:
-    return Problem(
-        422, "Invalid request", f"{name}: {message}", errors=[{"field": name, "message": message}]
-    )
