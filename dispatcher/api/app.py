@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from config.settings import get_settings
 from dispatcher import flower
@@ -11,6 +12,7 @@ from dispatcher.api import (
     broadcasts,
     customers,
     notifications,
+    pages,
     problems,
     receipts,
     stats,
@@ -33,8 +35,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     access_log.install()  # webhook secrets in query strings never reach the access log
     app.state.keyring = KeyRing(runtime.settings.effective_api_keys)
     problems.install(app)
-    for module in (notifications, customers, receipts, system, stats, broadcasts):
+    for module in (notifications, customers, receipts, system, stats, broadcasts, pages):
         app.include_router(module.router)
+    app.mount("/stats/static", StaticFiles(directory=pages.STATIC), name="stats-static")
     app.add_middleware(
         BodyLimit,
         max_bytes=runtime.settings.max_body_bytes,

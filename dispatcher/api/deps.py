@@ -49,6 +49,11 @@ class KeyRing:
                 match = known
         return match[:12] if match else None
 
+    def digest_of(self, key_id: str) -> str | None:
+        """The full digest of the key with this id: the secret that signs its page logins."""
+        found = [known for known in self._digests if hmac.compare_digest(known[:12], key_id)]
+        return found[0] if len(found) == 1 else None
+
 
 def authenticate(request: Request) -> str | None:
     """The API key id from ``Authorization: Bearer``, or None if absent/invalid."""
