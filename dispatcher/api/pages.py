@@ -50,7 +50,11 @@ def _when(value: Any) -> str:
 
 
 def _money(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.4f}".rstrip("0").rstrip(".")
+    """At least two decimals, up to four: 0.10, 0.05, 0.0005."""
+    if value is None:
+        return "—"
+    whole, _, fraction = f"{value:,.4f}".partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def _percent(value: float | None) -> str:

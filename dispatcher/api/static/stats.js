@@ -35,7 +35,9 @@ function bars(labels, datasets, yTitle) {
     type: "bar",
     data: { labels, datasets },
     options: {
-      scales: { y: { beginAtZero: true, title: { display: !!yTitle, text: yTitle } } },
+      scales: {
+        y: { beginAtZero: true, ticks: { precision: yTitle ? undefined : 0 }, title: { display: !!yTitle, text: yTitle } },
+      },
       plugins: { legend: { display: datasets.length > 1 } },
     },
   };
@@ -78,13 +80,16 @@ draw("finished", {
 const hourly = stats.bucket === "hour";
 const times = stats.series.map((p) => (hourly ? p.start.slice(5, 16).replace("T", " ") : p.start.slice(0, 10)));
 draw("money", {
-  type: "line",
+  type: "bar",
   data: {
     labels: times,
     datasets: [
-      { label: "cost", data: stats.series.map((p) => p.cost), borderColor: "#d92d20", backgroundColor: "#d92d20" },
-      { label: "SMS-only cost", data: stats.series.map((p) => p.sms_only_cost), borderColor: "#98a2b3", backgroundColor: "#98a2b3", borderDash: [6, 4] },
-      { label: "saved so far", data: stats.series.map((p) => p.saved_to_date), borderColor: "#12805c", backgroundColor: "rgba(18,128,92,0.12)", fill: true },
+      { label: "cost", data: stats.series.map((p) => p.cost), backgroundColor: "#d92d20", order: 2 },
+      { label: "SMS-only cost", data: stats.series.map((p) => p.sms_only_cost), backgroundColor: "#98a2b3", order: 2 },
+      {
+        type: "line", label: "saved so far", data: stats.series.map((p) => p.saved_to_date),
+        borderColor: "#12805c", backgroundColor: "#12805c", pointRadius: 4, order: 1,
+      },
     ],
   },
   options: { scales: { y: { beginAtZero: true, title: { display: true, text: "money" } } } },
@@ -94,3 +99,4 @@ draw("redundant", bars(stats.redundant.map((r) => r.channel), [
   { label: "sends", data: stats.redundant.map((r) => r.sends), backgroundColor: "#b42318" },
   { label: "cost", data: stats.redundant.map((r) => r.cost), backgroundColor: "#fda29b" },
 ]));
+if (!stats.redundant.length) document.getElementById("redundant-none").hidden = false;

@@ -8,7 +8,7 @@ Chart.defaults.maintainAspectRatio = false;
 const MARKS = {
   accepted: ["#667085", "rectRot"], sent: ["#2e6be6", "circle"], delivered: ["#12805c", "circle"],
   read: ["#1d3f8f", "star"], failed: ["#d92d20", "crossRot"], unknown: ["#f79009", "triangle"],
-  retry: ["#fdb022", "rect"], escalated: ["#7a5af8", "rectRot"], finished: ["#101828", "rectRounded"],
+  retry_scheduled: ["#fdb022", "rect"], escalated: ["#7a5af8", "rectRot"], finished: ["#101828", "rectRounded"],
 };
 const STATES = { read: "#b2ccff", delivered: "#a6f4c5", sent: "#d1e0ff", failed: "#fecdca", unknown: "#fedf89", escalated: "#e9d7fe", cancelled: "#eaecf0" };
 
@@ -33,6 +33,7 @@ new Chart(canvas, {
           return span ? STATES[span.state] || "#eaecf0" : "transparent";
         }),
         barPercentage: 0.5,
+        order: 2,
       },
       ...types.map((type) => ({
         type: "scatter",
@@ -42,6 +43,7 @@ new Chart(canvas, {
         borderColor: (MARKS[type] || ["#475467"])[0],
         pointStyle: (MARKS[type] || [null, "circle"])[1],
         pointRadius: 7,
+        order: 1,
       })),
     ],
   },
