@@ -59,6 +59,20 @@ def _in_period(query: Any, since: datetime, until: datetime, cascade: str | None
     return query.where(Notification.cascade == cascade) if cascade else query
 
 
+def _unflagged_by_sms(
+    session: Session, start: Any, since: datetime, until: datetime, cascade: str | None
+) -> dict[str, int]:
+    """Per bucket: notifications without ``sms_step`` whose resolved steps include SMS."""
+    dialect = session.get_bind().dialect.name
+    query = sa_select(start, func.count()).where(
+        col(Notification.state) != NotificationState.SUPPRESSED.value,
+        col(Notification.sms_step).is_(None),
+        text(_SMS_IN_STEPS[dialect]),
+    )
+    rows = session.execute(_in_period(query.group_by(start), since, until, cascade))
+    return {moment: int(n) for moment, n in rows}
+
+
 def series(
     session: Session,
     *,
@@ -68,24 +82,29 @@ def series(
     sms_cost: float,
     bucket: Bucket,
 ) -> list[dict[str, Any]]:
-    """Per bucket with notifications: count, cost, SMS-only cost, saved, saved so far."""
-    dialect = session.get_bind().dialect.name
-    start = _bucket_start(dialect, bucket).label("start")
-    by_sms = and_(
-        col(Notification.state) != NotificationState.SUPPRESSED.value,
-        func.coalesce(col(Notification.sms_step), text(_SMS_IN_STEPS[dialect])),
-    )
+    """Per bucket with notifications: count, cost, SMS-only cost, saved, saved so far.
+
+    Read from the columns ``ix_notification_created`` covers; rows written without
+    ``sms_step`` (none since its migration) are looked up in their steps separately.
+    """
+    start = _bucket_start(session.get_bind().dialect.name, bucket).label("start")
+    reached = col(Notification.state) != NotificationState.SUPPRESSED.value
+    flag = col(Notification.sms_step)
     query = sa_select(
         start,
         func.count(),
         func.coalesce(func.sum(Notification.cost), 0.0),
-        func.coalesce(func.sum(case((by_sms, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((and_(reached, flag.is_(True)), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((and_(reached, flag.is_(None)), 1), else_=0)), 0),
     ).group_by(start)
     rows = session.execute(_in_period(query, since, until, cascade).order_by(start)).all()
+    unflagged = (
+        _unflagged_by_sms(session, start, since, until, cascade) if any(n for *_, n in rows) else {}
+    )
     result = []
     saved_so_far = 0.0
-    for moment, count, cost, could_sms in rows:
-        sms_only = round(int(could_sms) * sms_cost, 6)
+    for moment, count, cost, could_sms, _ in rows:
+        sms_only = round((int(could_sms) + unflagged.get(moment, 0)) * sms_cost, 6)
         saved = round(sms_only - float(cost), 6)
         saved_so_far = round(saved_so_far + saved, 6)
         result.append(
