@@ -1,11 +1,11 @@
 """A real browser (Debian's Chromium, driven by Playwright) on the stats page and on Flower.
 
-One scenario with a real Celery worker, Twilio's simulator as the SMS provider and the
-sandbox for push: one push read, one SMS rejected (the recipient replied STOP), one SMS
-retried (the provider was out, then back) and delivered, one SMS of unknown outcome (a
-500). Then Chromium logs in to the stats page and checks every chart was drawn with the
-scenario's numbers (read back from the charts themselves), opens a notification's
-timeline, and opens Flower's task list.
+One scenario run by ``dispatcher api``, ``worker``, ``beat`` and ``flower`` as separate
+processes, with Twilio's simulator as the SMS provider and the sandbox for push: one push
+read, one SMS rejected (the recipient replied STOP), one SMS retried (the provider was
+out, then back) and delivered, one SMS of unknown outcome (a 500). Then Chromium logs in
+to the stats page and checks every chart was drawn with the scenario's numbers (read back
+from the charts themselves), opens a notification's timeline, and opens Flower's task list.
 
 Locally the module skips when ``/usr/bin/chromium`` is missing; under ``CI=true`` it fails.
 ``CASCADE_TEST_UPDATE_SCREENSHOTS=1`` writes the screenshots the README shows into ``docs/``.
@@ -13,24 +13,23 @@ Locally the module skips when ``/usr/bin/chromium`` is missing; under ``CI=true`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from dispatcher.migrate import upgrade
-from dispatcher.sweep import sweep
-from tests.conftest import TEST_KEY
-from tests.e2e.conftest import ROOT, stop, worker_env
-from tests.e2e.world import World, world
+from tests.conftest import CASCADES, TEST_KEY
+from tests.e2e.conftest import ROOT, stop
 from tests.simulators import twilio
 from tests.simulators.server import free_port, serve
 from tests.support.scenario import PHONE, PUSH_TOKEN
@@ -60,7 +59,8 @@ ERROR = "+15005550500"  #: Twilio simulator: 500 code 20500, an unknown outcome
 
 @dataclass
 class Scenario:
-    world: World
+    api: httpx.Client  #: our API over HTTP, authorised
+    url: str  #: the API's address, where the stats pages are
     flower_url: str
     read: str  #: notification ids
     rejected: str
@@ -68,25 +68,31 @@ class Scenario:
     unknown: str
 
     def attempt(self, nid: str) -> dict[str, Any]:
-        return scenario_attempt(self.world, nid)
+        return first(self.api, nid)
 
 
-def later(seconds: float) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+def show(api: httpx.Client, nid: str) -> dict[str, Any]:
+    response = api.get(f"/v1/notifications/{nid}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
-def notify(w: World, customer: str, contact: dict[str, str]) -> str:
-    response = w.api.put(f"/v1/customers/{customer}", json={"contacts": [contact]})
+def first(api: httpx.Client, nid: str) -> dict[str, Any]:
+    return dict(show(api, nid)["attempts"][0])
+
+
+def notify(api: httpx.Client, customer: str, contact: dict[str, str]) -> str:
+    response = api.put(f"/v1/customers/{customer}", json={"contacts": [contact]})
     assert response.status_code == 200, response.text
     body = {"customer_id": customer, "cascade": "basic", "content": {"text": "At the door"}}
-    response = w.api.post("/v1/notifications", json=body)
+    response = api.post("/v1/notifications", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
 
-def first_attempt(w: World, nid: str, state: str, **fields: Any) -> dict[str, Any]:
+def first_attempt(api: httpx.Client, nid: str, state: str, **fields: Any) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
-        attempts = w.show(nid)["attempts"]
+        attempts = show(api, nid)["attempts"]
         if not attempts or attempts[0]["state"] != state:
             return None
         attempt = dict(attempts[0])
@@ -95,11 +101,7 @@ def first_attempt(w: World, nid: str, state: str, **fields: Any) -> dict[str, An
     try:
         return wait_until(probe, timeout=60, what=f"the first attempt of {nid} to be {state}")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; it is {w.show(nid)['attempts']}") from None
-
-
-def scenario_attempt(w: World, nid: str) -> dict[str, Any]:
-    return dict(w.show(nid)["attempts"][0])
+        raise AssertionError(f"{exc}; it is {show(api, nid)['attempts']}") from None
 
 
 def sim_call(url: str, path: str, **body: Any) -> dict[str, Any]:
@@ -108,25 +110,11 @@ def sim_call(url: str, path: str, **body: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def start_flower(w: World, data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = worker_env(w.runtime.settings, data / "outbox.jsonl")
-    with (data / "flower.log").open("ab") as log:  # the child keeps its own copy
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "dispatcher.worker",
-                "flower",
-                f"--port={port}",
-                "--address=127.0.0.1",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def flower_sees_a_worker(url: str) -> bool:
@@ -137,64 +125,105 @@ def flower_sees_a_worker(url: str) -> bool:
     return any(worker.get("status") for worker in workers)
 
 
-def run_scenario(w: World, sms: str) -> dict[str, str]:
+def run_scenario(api: httpx.Client, sms: str) -> dict[str, str]:
     """The four notifications, each waited for until it shows what the test checks."""
     sim_call(sms, "/_sim/mode", mode="outage")  # 503 on every send: not sent, retried later
-    retried = notify(w, "b-retry", {"channel": "sms", "address": PHONE})
-    first_attempt(w, retried, "pending", tries=1)
-    sim_call(sms, "/_sim/mode", mode="normal")
-    sweep(w.runtime, now=later(30))  # its retry is due: the doorbell rings again
-    attempt = first_attempt(w, retried, "sent")
+    retried = notify(api, "b-retry", {"channel": "sms", "address": PHONE})
+    first_attempt(api, retried, "pending", tries=1)
+    sim_call(sms, "/_sim/mode", mode="normal")  # beat rings its doorbell again when due
+    attempt = first_attempt(api, retried, "sent")
     sim_call(sms, "/_sim/callback", message_id=attempt["provider_message_id"], status="delivered")
-    first_attempt(w, retried, "delivered")
+    first_attempt(api, retried, "delivered")
 
-    read = notify(w, "b-read", {"channel": "push", "address": PUSH_TOKEN})
-    push = first_attempt(w, read, "sent")
-    response = w.api.post("/v1/receipts", json={"attempt_id": push["id"], "status": "read"})
+    read = notify(api, "b-read", {"channel": "push", "address": PUSH_TOKEN})
+    push = first_attempt(api, read, "sent")
+    response = api.post("/v1/receipts", json={"attempt_id": push["id"], "status": "read"})
     assert response.json()["notification_state"] == "read", response.text
 
-    rejected = notify(w, "b-rejected", {"channel": "sms", "address": STOPPED})
-    wait_until(lambda: w.show(rejected)["state"] == "exhausted", what="the rejected SMS")
-    assert scenario_attempt(w, rejected)["error_code"] == "21610"  # failed, then the cascade ended
-    unknown = notify(w, "b-unknown", {"channel": "sms", "address": ERROR})
-    first_attempt(w, unknown, "unknown")
+    rejected = notify(api, "b-rejected", {"channel": "sms", "address": STOPPED})
+    wait_until(lambda: show(api, rejected)["state"] == "exhausted", what="the rejected SMS")
+    assert first(api, rejected)["error_code"] == "21610"  # failed, and the cascade ended
+    unknown = notify(api, "b-unknown", {"channel": "sms", "address": ERROR})
+    first_attempt(api, unknown, "unknown")
     return {"read": read, "rejected": rejected, "retried": retried, "unknown": unknown}
 
 
-@pytest.fixture(scope="module", name="scenario")
-def _scenario(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    data = tmp_path_factory.mktemp("browser")
+def start(part: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``dispatcher <part>`` as an operator runs it."""
+    with log.open("ab") as handle:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "dispatcher.cli", part],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def deployment_env(data: Path, redis_url: str, sms: str, api_port: int, flower_port: int):
     database = f"sqlite:///{data / 'browser.db'}"
     upgrade(database)
-    sim = twilio.create_app()
-    sim_config = {
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
+    twilio_config = {
+        "base_url": sms,
         "account_sid": twilio.ACCOUNT_SID,
         "auth_token": twilio.AUTH_TOKEN,
         "sender": "+15005550006",
     }
+    env.update(
+        CASCADE_DATA_DIR=str(data),
+        CASCADE_DATABASE_URL=database,
+        CASCADE_REDIS_URL=redis_url,
+        CASCADE_CASCADES_DIR=str(CASCADES),
+        CASCADE_API_KEYS=TEST_KEY,
+        CASCADE_RECEIPT_SECRET="test-receipt-secret",
+        CASCADE_SANDBOX__OUTBOX=str(data / "outbox.jsonl"),
+        CASCADE_API_PORT=str(api_port),
+        CASCADE_PUBLIC_URL=f"http://127.0.0.1:{api_port}",
+        CASCADE_FLOWER_PORT=str(flower_port),
+        CASCADE_SWEEP_INTERVAL="0.5",
+        CASCADE_RETRY_BACKOFF="0.5",
+        CASCADE_CHANNELS=json.dumps({"sms": ["twilio"]}),
+        CASCADE_PROVIDERS=json.dumps({"twilio": twilio_config}),
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+@pytest.fixture(scope="module", name="scenario")
+def _scenario(redis_base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    """API, worker, beat and Flower as separate ``dispatcher`` processes; Twilio simulated."""
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    data = tmp_path_factory.mktemp("browser")
+    redis_url = f"{redis_base}/6"
+    redis.Redis.from_url(redis_url).flushdb()
+    api_port, flower_port = free_port(), free_port()
+    url, flower_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}"
+    log = data / "processes.log"
+    processes: list[subprocess.Popen[bytes]] = []
     with (
-        serve(sim) as sms,
-        world(
-            database_url=database,
-            redis_url=f"{redis_base}/10",
-            data=data,
-            channels={"sms": ["twilio"]},
-            providers={"twilio": {"base_url": sms, **sim_config}},
-            retry_backoff=0.5,
-        ) as w,
+        serve(twilio.create_app()) as sms,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10
+        ) as api,
     ):
-        port = free_port()
-        flower = start_flower(w, data, port)
+        env = deployment_env(data, redis_url, sms, api_port, flower_port)
         try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until(
-                lambda: flower_sees_a_worker(url), timeout=60, what="Flower to see the worker"
-            )
-            yield Scenario(w, url, **run_scenario(w, sms))
+            processes += [start(part, env, log) for part in ("api", "worker", "beat", "flower")]
+            try:
+                wait_until(lambda: answers(f"{url}/healthz"), timeout=90, what="the API")
+                wait_until(
+                    lambda: flower_sees_a_worker(flower_url), timeout=90, what="Flower and a worker"
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
+            yield Scenario(api, url, flower_url, **run_scenario(api, sms))
         finally:
-            stop(flower)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                stop(process)
 
 
 @pytest.fixture(scope="module", name="browser")
@@ -235,8 +264,6 @@ def chart(page: Any, chart_id: str) -> tuple[list[Any], dict[str, list[Any]]]:
     values = canvas.get_attribute("data-values")
     assert labels is not None
     assert values is not None
-    import json
-
     return json.loads(labels), json.loads(values)
 
 
@@ -259,12 +286,12 @@ def painted(page: Any, chart_id: str) -> int:
 def test_stats_page_draws_the_scenario(scenario: Scenario, page: Any, tmp_path: Path):
     """Log in with the key, then every chart shows the scenario: 1 push read, SMS 1 sent and
     delivered, 1 rejected, 1 unknown; finished on push, on SMS, exhausted, still open."""
-    w = scenario.world
-    page.goto(f"{w.public_url}/stats?since=1h")
-    assert page.url.startswith(f"{w.public_url}/stats/login")
+    url = scenario.url
+    page.goto(f"{url}/stats?since=1h")
+    assert page.url.startswith(f"{url}/stats/login")
     page.fill("#key", TEST_KEY)
     page.click("form.login button")
-    page.wait_for_url(f"{w.public_url}/stats?since=1h")
+    page.wait_for_url(f"{url}/stats?since=1h")
     for chart_id in CHARTS:
         page.wait_for_selector(f"canvas#{chart_id}[data-drawn='true']", state="attached")
     assert chart(page, "funnel") == (
@@ -279,7 +306,7 @@ def test_stats_page_draws_the_scenario(scenario: Scenario, page: Any, tmp_path: 
     assert labels == ["push"]
     assert len(values["median seconds to read"]) == 1
     assert chart(page, "redundant") == ([], {"sends": [], "cost": []})
-    stats = w.api.get("/v1/stats", params={"since": "1h"}).json()
+    stats = scenario.api.get("/v1/stats", params={"since": "1h"}).json()
     assert (stats["cost"], stats["sms_only_cost"], stats["saved"]) == (0.1, 0.15, 0.05)
     _, money = chart(page, "money")
     assert money["cost"] == [p["cost"] for p in stats["series"]]
