@@ -359,3 +359,4 @@ def test_flower_shows_the_failed_send_and_the_read(scenario: Scenario, page: Any
     rows = page.locator("#tasks-table tbody tr", has_text=re.compile(r"\bread\b"))
     rows.first.wait_for(timeout=10_000)
     assert read in rows.first.inner_text()
+    screenshot(page, "flower-read.png", tmp_path)
