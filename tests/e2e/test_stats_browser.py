@@ -339,11 +339,6 @@ def test_stats_page_draws_the_scenario(scenario: Scenario, page: Any, tmp_path: 
     screenshot(page, "stats-timeline.png", tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the monitoring branch: today every send is a SUCCESS in Flower and "
-    "receipts leave no row; remove this mark once monitoring is merged",
-)
 def test_flower_shows_the_failed_send_and_the_read(scenario: Scenario, page: Any, tmp_path: Path):
     """Flower's task list: the rejected SMS is under Failed; the push attempt shows as read."""
     rejected = scenario.attempt(scenario.rejected)["id"]
