@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 from fastapi.testclient import TestClient
 
 from dispatcher.publisher import Doorbell, Publisher
@@ -50,6 +51,12 @@ class Twice:
 
     def fan_out(self, broadcast_id: str, batch: int) -> None:
         self.inner.fan_out(broadcast_id, batch)
+
+
+def stop_consuming(app: Celery, queue: str) -> None:
+    """The worker stops taking ``queue`` (confirmed: a busy machine answers control slowly)."""
+    replies = app.control.cancel_consumer(queue, reply=True, timeout=30, limit=1)
+    assert replies, f"the worker did not confirm it stopped consuming {queue}"
 
 
 def test_same_message_twice_calls_provider_once(
@@ -98,7 +105,7 @@ def test_messages_carry_ids_only(e2e_api: TestClient, stack: Stack):
     """A published task carries the attempt and notification ids and nothing personal (no
     phone, e-mail, text)."""
     app = create_celery(stack.settings)
-    app.control.cancel_consumer("push", reply=True, timeout=5, limit=1)
+    stop_consuming(app, "push")
     try:
         put_customer(e2e_api, "c-pii")
         nid = send(e2e_api, "c-pii")["id"]
@@ -116,7 +123,7 @@ def test_messages_carry_ids_only(e2e_api: TestClient, stack: Stack):
         )
         assert message["headers"]["argsrepr"] == repr([attempt_id])
     finally:
-        app.control.add_consumer("push", reply=True, timeout=5, limit=1)
+        app.control.add_consumer("push", reply=True, timeout=30, limit=1)
     wait_until(partial(step_sent, e2e_api, nid, 0), what="the queued push to be sent")
 
 
@@ -126,7 +133,7 @@ def test_redis_flushed_in_flight_nothing_lost(
     """Redis loses every queued message; the sweep republishes from the database and all finish."""
     app = create_celery(stack.settings)
     client = redis.Redis.from_url(stack.settings.redis_url)
-    app.control.cancel_consumer("push", reply=True, timeout=5, limit=1)
+    stop_consuming(app, "push")
     try:
         ids = []
         for n in range(3):
@@ -137,7 +144,7 @@ def test_redis_flushed_in_flight_nothing_lost(
         client.flushdb()
         assert queued(client, "push") == []
     finally:
-        app.control.add_consumer("push", reply=True, timeout=5, limit=1)
+        app.control.add_consumer("push", reply=True, timeout=30, limit=1)
     republish = stack.settings.republish_after
     report = sweep(e2e_runtime, now=datetime.now(UTC) + timedelta(seconds=republish + 1))
     assert report.republished == 3
