@@ -56,7 +56,6 @@ def accepted_out(notification: Notification) -> NotificationAccepted:
 def send_notification(
     body: NotificationIn,
     runtime: RuntimeDep,
-    session: SessionDep,
     key_id: ApiKeyDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> NotificationAccepted:
@@ -74,7 +73,8 @@ def send_notification(
             # A concurrent request committed first: the same Idempotency-Key (replay it,
             # or 409 if the body differs), or some other unique row (try again).
             if idempotency_key:
-                existing = find_by_key(session, Notification, key_id, idempotency_key)
+                with Session(runtime.engine, expire_on_commit=False) as session:
+                    existing = find_by_key(session, Notification, key_id, idempotency_key)
                 if existing is not None:
                     if existing.request_hash != request_hash(body):
                         raise idempotency_conflict() from None
