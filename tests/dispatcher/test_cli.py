@@ -65,11 +65,35 @@ def test_unknown_provider_in_channels_is_refused(tmp_path: Path):
     assert "CASCADE_CHANNELS__SMS: unknown provider 'pigeon'" in result.stderr
 
 
-def test_missing_provider_setting_names_it(tmp_path: Path):
-    """A provider listed without its credentials is refused before anything starts."""
-    result = run("cascades", "check", env={"CASCADE_CHANNELS__SMS": '["twilio"]'}, cwd=tmp_path)
+def test_missing_provider_settings_are_named_all_at_once(tmp_path: Path):
+    """Providers listed without their credentials: every missing setting in one run."""
+    result = run(
+        "cascades",
+        "check",
+        env={"CASCADE_CHANNELS__SMS": '["twilio", "smsru"]', "CASCADE_CHANNELS__EMAIL": '["mailgun"]'},
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
-    assert "CASCADE_PROVIDERS__TWILIO__ACCOUNT_SID" in result.stderr
+    for name in [
+        "CASCADE_PROVIDERS__MAILGUN__API_KEY",
+        "CASCADE_PROVIDERS__MAILGUN__DOMAIN",
+        "CASCADE_PROVIDERS__MAILGUN__SENDER",
+        "CASCADE_PROVIDERS__SMSRU__API_ID",
+        "CASCADE_PROVIDERS__TWILIO__ACCOUNT_SID",
+        "CASCADE_PROVIDERS__TWILIO__AUTH_TOKEN",
+    ]:
+        assert f"{name}: Field required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_variable_is_warned_on_the_command_line(tmp_path: Path):
+    """A typo in a variable's name is a warning with a suggestion; the command still runs."""
+    result = run("cascades", "check", env={"CASCADE_SWEEP_INTERVALL": "2"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "dispatcher: warning: unknown setting CASCADE_SWEEP_INTERVALL "
+        "(did you mean CASCADE_SWEEP_INTERVAL?)"
+    ]
 
 
 def test_sandbox_off_and_no_provider_reports_unconfigured_channels(tmp_path: Path):
