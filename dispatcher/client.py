@@ -73,6 +73,7 @@ class CascadeClient:
         api_key: str,
         *,
         retries: int = 3,
+        retry_connect: bool = True,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -84,6 +85,7 @@ class CascadeClient:
             transport=transport,
         )
         self._retries = retries
+        self._retry_connect = retry_connect
         self._sleep = sleep
 
     def __enter__(self) -> CascadeClient:
@@ -206,7 +208,7 @@ class CascadeClient:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.ConnectError:
-                if last:
+                if last or not self._retry_connect:
                     raise
                 self._sleep(min(2.0**attempt, MAX_RETRY_AFTER))
                 continue

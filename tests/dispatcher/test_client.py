@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import event
@@ -140,3 +141,34 @@ def test_503_is_retried_after_retry_after_with_the_same_key(redis_base: str, tmp
         assert replay.id == accepted.id
     holder.close()
     engine.dispose()
+
+
+def test_retry_after_is_bounded_and_connect_errors_retried():
+    """Retry-After is honoured up to 30 s; a refused connection is retried with backoff;
+    a 503 on the last try is the caller's error."""
+    answers: Iterator[httpx.Response | Exception] = iter(
+        [
+            httpx.Response(503, headers={"Retry-After": "3600"}, json={"title": "busy"}),
+            httpx.ConnectError("refused"),
+            httpx.Response(503, json={"title": "Service unavailable", "status": 503}),
+            httpx.Response(503, json={"title": "Service unavailable", "status": 503}),
+        ]
+    )
+    keys: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    waits: list[float] = []
+    transport = httpx.MockTransport(handler)
+    client = CascadeClient("http://api", "k", transport=transport, sleep=waits.append)
+    with client, pytest.raises(ApiError) as caught:
+        client.send("a", "basic", content={"text": "x"})
+    assert caught.value.status == 503
+    assert waits == [30.0, 2.0, 4.0]
+    assert len(keys) == 4
+    assert len(set(keys)) == 1  # one Idempotency-Key for every try
