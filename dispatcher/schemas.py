@@ -289,13 +289,26 @@ class ReceiptOut(BaseModel):
     notification_state: str | None
 
 
+class CascadeMemberOut(BaseModel):
+    channel: str
+    wait_for: str  #: the member's own, or the step's
+
+
+class CascadeStepOut(BaseModel):
+    channel: str  #: a channel, or ``messenger`` for a group
+    among: list[CascadeMemberOut]  #: a group's members; empty for a single channel
+    wait_for: str
+    timeout: float  #: seconds, as every duration the API returns
+
+
 class CascadeOut(BaseModel):
     name: str
     description: str
     category: str
-    ttl: float
+    ttl: float  #: seconds
     quiet_hours: str
-    steps: list[dict[str, Any]]
+    paid_last: bool
+    steps: list[CascadeStepOut]
 
 
 CustomerIdIn = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]

@@ -13,7 +13,7 @@ from dispatcher.api.deps import ApiKeyDep, RuntimeDep
 from dispatcher.api.problems import MEDIA_TYPE, RETRY_AFTER, Problem
 from dispatcher.queues import QUEUES
 from dispatcher.readiness import Readiness, check_broker
-from dispatcher.schemas import CascadeOut
+from dispatcher.schemas import CascadeMemberOut, CascadeOut, CascadeStepOut
 
 router = APIRouter(tags=["system"])
 
@@ -76,13 +76,29 @@ def metrics_page(runtime: RuntimeDep) -> Response:
 
 def _cascade_out(runtime: RuntimeDep, name: str) -> CascadeOut:
     cascade = runtime.cascades[name]
+    # Every duration in seconds, as in notifications' steps (never ISO 8601 strings).
+    steps = [
+        CascadeStepOut(
+            channel=step.channel,
+            among=[
+                CascadeMemberOut(channel=m.channel, wait_for=m.wait_for or step.wait_for)
+                for m in step.members()
+            ]
+            if step.among
+            else [],
+            wait_for=step.wait_for,
+            timeout=step.timeout.total_seconds(),
+        )
+        for step in cascade.steps
+    ]
     return CascadeOut(
         name=cascade.name,
         description=cascade.description,
         category=cascade.category,
         ttl=cascade.ttl.total_seconds(),
         quiet_hours=cascade.quiet_hours,
-        steps=[step.model_dump(mode="json") for step in cascade.steps],
+        paid_last=cascade.paid_last,
+        steps=steps,
     )
 
 
