@@ -17,14 +17,13 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import httpx
 
 from config.cascades import CascadeConfigError, load_cascades
 from config.settings import Settings, SettingsError, get_settings
-from dispatcher import logs, remote
+from dispatcher import __version__, logs, remote
 from dispatcher.client import ApiError
 from dispatcher.launcher import LaunchError, flower_command
 from dispatcher.publisher import CeleryPublisher
@@ -194,13 +193,6 @@ def cmd_up(_: argparse.Namespace, settings: Settings) -> int:
     return up(settings)
 
 
-def _version() -> str:
-    try:
-        return version("cascade-dispatcher")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
-
-
 def _command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, description: str
 ) -> argparse.ArgumentParser:
@@ -216,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="Settings come from CASCADE_* environment variables or a .env file "
         "(see the README). `dispatcher COMMAND --help` tells more.",
     )
-    root.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(
         sub,
