@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -108,7 +109,7 @@ def purge(url: str, queue: str) -> None:
     """Empty ``queue`` (purged, not deleted: kombu remembers what it declared, and would
     publish into a deleted queue's void)."""
     with Connection(url) as connection:
-        channel = connection.channel()
+        channel: Any = connection.channel()
         with contextlib.suppress(ChannelError):  # not declared yet: empty
             channel.queue_purge(queue)
         channel.close()
