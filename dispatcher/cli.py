@@ -113,6 +113,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.api_host,
         port=settings.api_port,
         workers=args.workers or settings.api_workers,
+        # Each worker process imports the app before it answers the supervisor's health
+        # pings; on a busy host that takes longer than uvicorn's default 5 s, and a worker
+        # killed for it is restarted forever.
+        timeout_worker_healthcheck=60,
         log_config=None,  # keep the one format configured above
         log_level=settings.log_level.lower(),
         proxy_headers=True,

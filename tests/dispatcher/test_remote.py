@@ -110,3 +110,11 @@ def test_unreachable_api_is_one_line(capsys: pytest.CaptureFixture[str]):
     assert err.startswith(f"dispatcher: cannot reach {url}:")
     assert "is `dispatcher api` running?" in err
     assert len(err.splitlines()) == 1
+
+
+def test_stats_of_an_empty_period(url: str, capsys: pytest.CaptureFixture[str]):
+    """Nothing sent yet: the totals and the table's header, no error."""
+    code, out, err = dispatcher(capsys, "stats", "--url", url, "--api-key", TEST_KEY)
+    assert (code, err) == (0, "")
+    assert "0 notifications, cost 0, SMS only 0, saved 0" in out
+    assert out.splitlines()[1].split()[:2] == ["channel", "sent"]
