@@ -91,7 +91,6 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1, le=64)  #: API processes (``dispatcher api``)
-    flower_host: str = "127.0.0.1"  #: Flower bind address (set a password beyond localhost)
     flower_port: int = Field(default=5555, ge=1, le=65535)
     #: Flower's listening address; beyond localhost it requires ``flower_password``.
     flower_address: str = "127.0.0.1"

@@ -25,6 +25,9 @@ PREFIX = "CASCADE_"
 #: Variables of the test suite and tools, not settings of a process.
 IGNORED_PREFIXES = ("CASCADE_TEST_",)
 
+#: Set by ``dispatcher`` itself for the processes it starts (their name in logs and Flower).
+INTERNAL = frozenset({"CASCADE_PROCESS"})
+
 #: What a JSON value of each setting looks like, by its field path (``*``: any key).
 JSON_EXAMPLES: dict[str, str] = {
     "channels": '{"sms": ["twilio", "smsru"]}',
@@ -130,7 +133,7 @@ def unknown_variables(names: Iterable[str], model: type[BaseModel]) -> list[str]
     warnings = []
     for name in sorted(set(names)):
         upper = name.upper()
-        if not upper.startswith(PREFIX) or upper.startswith(IGNORED_PREFIXES):
+        if not upper.startswith(PREFIX) or upper.startswith(IGNORED_PREFIXES) or upper in INTERNAL:
             continue
         close = suggestion(name, model)
         if close is None:

@@ -155,6 +155,7 @@ def test_known_and_test_variables_are_not_warned(
         ("CASCADE_SANDBOX__CHANNELS__PUSH__READ_PROBABILITY", "0.3"),
         ("CASCADE_MAX_PER_DAY", '{"marketing": 2}'),
         ("CASCADE_TEST_REDIS_URL", "redis://x"),
+        ("CASCADE_PROCESS", "worker"),
     ]:
         monkeypatch.setenv(name, value)
     (tmp_path / ".env").write_text("CASCADE_BROKER_ULR=amqp://x\n")

@@ -71,7 +71,7 @@ def test_topology(compose: dict[str, Any]):
     assert sorted(served) == sorted(QUEUES)
     assert [n for n, s in cascade_services(compose).items() if s["command"] == ["beat"]] == ["beat"]
     flower = services["flower"]["environment"]
-    assert flower["CASCADE_FLOWER_HOST"] == "0.0.0.0"
+    assert flower["CASCADE_FLOWER_ADDRESS"] == "0.0.0.0"
     assert ":?" in flower["CASCADE_FLOWER_PASSWORD"]  # compose refuses to start without it
     for name, service in cascade_services(compose).items():
         env = service["environment"]

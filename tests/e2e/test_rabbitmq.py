@@ -76,6 +76,8 @@ def test_cascade_runs_on_rabbitmq(rabbit: tuple[Runtime, Settings, Path]):
     nothing of Celery's is queued in Redis."""
     runtime, settings, outbox = rabbit
     with TestClient(create_app(runtime), headers=AUTH) as api:
+        health = api.get("/healthz").json()
+        assert (health["broker"], health["redis"]) == ("ok", "ok")  # RabbitMQ and Redis
         put_customer(api, "r1")
         nid = send(api, "r1")["id"]
 
@@ -125,3 +127,19 @@ def test_queue_depth_on_amqp(amqp_url: str, database_url: str, redis_base: str, 
     assert publisher.queue_depth("vk") == 3
     assert publisher.queue_depth("never-declared") == 0
     purge(amqp_url, "vk")
+
+
+def test_health_names_an_unreachable_amqp_broker(runtime: Runtime):
+    """With CASCADE_BROKER_URL pointing where nothing listens, /healthz is a 503 naming it."""
+    from tests.simulators.server import free_port
+
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}/x"
+    settings = runtime.settings.model_copy(update={"broker_url": dead})
+    dead_runtime = Runtime(
+        settings, runtime.cascades, runtime.engine, runtime.router, runtime.publisher
+    )
+    with TestClient(create_app(dead_runtime), headers=AUTH) as api:
+        response = api.get("/healthz")
+    assert response.status_code == 503
+    assert "broker: error" in response.json()["detail"]
+    assert "redis: ok" in response.json()["detail"]
