@@ -153,6 +153,7 @@ REAL_ERRORS: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("get", "/v1/cascades/nope", "/v1/cascades/{name}", {}, 404),
     ("get", "/v1/stats?since=soon", "/v1/stats", {}, 422),
     ("get", f"/v1/broadcasts/{UNKNOWN}", "/v1/broadcasts/{broadcast_id}", {}, 404),
+    ("get", "/readyz", "/readyz", {}, 503),  # no worker, no beat here
 ]
 
 
