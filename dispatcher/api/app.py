@@ -7,7 +7,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from config.settings import get_settings
-from dispatcher import __version__, flower
+from dispatcher import __version__, flower, logs
 from dispatcher.api import (
     access_log,
     broadcasts,
@@ -57,6 +57,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 def production_app() -> FastAPI:
     """Entry point for ``uvicorn --factory dispatcher.api.app:production_app``."""
     settings = get_settings()
+    # With `dispatcher api --workers N` each worker is a fresh (spawned) process that
+    # inherits no logging set-up: give it the one format here, as the parent has.
+    logs.configure("api", settings.log_format, settings.log_level)
     celery = create_celery(settings)
     flower.install(celery, "api")  # receipts applied here appear in Flower
     return create_app(build_runtime(settings, CeleryPublisher(celery)))

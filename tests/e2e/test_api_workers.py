@@ -21,8 +21,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_api_with_two_workers_serves(tmp_path: Path, redis_base: str):
-    """Two uvicorn workers start (a slow start is waited for, not killed), answer requests
-    and stop on SIGTERM."""
+    """Two uvicorn workers start (a slow start is waited for, not killed), answer requests,
+    log in the one format and stop on SIGTERM."""
     port = free_port()
     url = f"sqlite:///{tmp_path / 'api.db'}"
     upgrade(url)
@@ -59,4 +59,7 @@ def test_api_with_two_workers_serves(tmp_path: Path, redis_base: str):
     finally:
         api.send_signal(signal.SIGTERM)
         api.wait(timeout=30)
-    assert log.read_text().count("Finished server process") == 2
+    lines = log.read_text().splitlines()
+    assert sum("Finished server process" in line for line in lines) == 2
+    # Each worker logs in the one format (it sets it up itself: spawned, it inherits none).
+    assert all(line.startswith("20") and " api[" in line for line in lines), lines

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime, build_router
 from dispatcher.sweep import sweep
 from tests.conftest import AUTH, make_settings, truncate
-from tests.e2e.conftest import start_worker, stop, wait_ready, worker_env
+from tests.e2e.conftest import start_worker, stop, worker_env
 from tests.support.scenario import attempts, put_customer, receipt, send, sends_for, show
 from tests.support.services import rabbitmq_vhost
 from tests.support.waiting import wait_until
@@ -39,8 +41,24 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def amqp_url() -> Iterator[str]:
-    with rabbitmq_vhost(f"cascade-test-{os.getpid()}") as url:
+    # A new name each time: the module's fixtures are set up once per database backend.
+    with rabbitmq_vhost(f"cascade-test-{os.getpid()}-{uuid.uuid4().hex[:8]}") as url:
         yield url
+
+
+def wait_for_worker(settings: Settings, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Ping the worker over AMQP until it answers; a connection reset while RabbitMQ is
+    still opening the fresh vhost to us is "not yet", not a failure."""
+    app = create_celery(settings)
+
+    def ready() -> bool:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            return bool(app.control.ping(timeout=0.5))
+        except (OSError, ConnectionError):
+            return False
+
+    wait_until(ready, timeout=60, what="the Celery worker to answer ping over AMQP")
 
 
 @pytest.fixture(name="rabbit")
@@ -56,7 +74,7 @@ def _rabbit(
     log = tmp_path / "worker.log"
     process = start_worker(env, log, f"amqp-{backend}")
     try:
-        wait_ready(settings, process, log)
+        wait_for_worker(settings, process, log)
         engine = get_engine(settings.effective_database_url)
         truncate(engine)
         router = build_router(settings, redis.Redis.from_url(redis_url))
