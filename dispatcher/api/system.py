@@ -136,4 +136,3 @@ def get_cascade(name: str, runtime: RuntimeDep, _: ApiKeyDep) -> CascadeOut:
     if name not in runtime.cascades:
         raise Problem(404, "Not found", f"no cascade {name!r}")
     return _cascade_out(runtime, name)
-
