@@ -7,8 +7,7 @@ the field path, and a wrong file fails at startup, never at send time.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +23,17 @@ from pydantic import (
     model_validator,
 )
 
-from config.durations import Duration, format_duration
+from config.durations import Duration, format_duration, parse_duration
+from config.problems import (
+    CascadeConfigError as CascadeConfigError,  # re-exported: callers catch it from here
+)
+from config.problems import (
+    Problem,
+    in_order,
+    line_of,
+    schema_problems,
+    unknown_channel,
+)
 from config.templates import (
     LOCALE_PATTERN,
     ChannelTemplate,
@@ -36,6 +45,10 @@ from config.templates import (
     variables,
 )
 from providers.base import CHANNEL_SIGNALS, PAID_CHANNELS, Channel, Signal
+
+#: A cascade without ``ttl`` keeps trying for this long, or for the sum of its step
+#: timeouts when that is longer (so every step is tried and quiet hours can postpone).
+DEFAULT_TTL = timedelta(days=1)
 
 #: The pseudo-channel of a step that picks the customer's preferred messenger.
 MESSENGER = "messenger"
@@ -67,8 +80,7 @@ class Step(BaseModel):
     @classmethod
     def _known_channel(cls, value: str) -> str:
         if value != MESSENGER and value not in Channel.__members__.values():
-            known = ", ".join([*(c.value for c in Channel), MESSENGER])
-            raise ValueError(f"unknown channel {value!r} (known: {known})")
+            raise ValueError(unknown_channel(value, [*(c.value for c in Channel), MESSENGER]))
         return value
 
     @model_validator(mode="after")
@@ -107,7 +119,7 @@ class Cascade(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
     description: str = ""
     category: str = "transactional"
-    ttl: Duration
+    ttl: Duration  #: default: :data:`DEFAULT_TTL` or the sum of the step timeouts
     quiet_hours: Literal["respect", "ignore"] = "respect"
     paid_last: bool = True  #: paid channels stay last even if a customer prefers them
     steps: tuple[Step, ...] = Field(min_length=1)
@@ -136,6 +148,19 @@ class Cascade(BaseModel):
             normal[normalize_locale(tag)] = named
         return normal
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_ttl(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("ttl") is not None:
+            return data
+        total = timedelta(0)
+        for step in data.get("steps") or []:
+            try:
+                total += parse_duration(step.get("timeout"))
+            except (AttributeError, ValueError):
+                continue  # that step's own error is reported
+        return {**data, "ttl": max(DEFAULT_TTL, total)}
+
     def channels(self) -> list[Channel]:
         return [member.channel for step in self.steps for member in step.members()]
 
@@ -156,28 +181,6 @@ class Cascade(BaseModel):
 
     def is_paid(self, channel: Channel) -> bool:
         return channel in PAID_CHANNELS
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with one file."""
-
-    file: Path
-    field: str
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else str(self.file)
-        return f"{where}: {self.field}: {self.message}"
-
-
-class CascadeConfigError(Exception):
-    """One or more cascade files are invalid."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 def cascade_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
@@ -248,30 +251,6 @@ def _locale_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
     return problems
 
 
-def _line_of(node: yaml.Node | None, path: Iterable[str | int]) -> int | None:
-    """Walk the composed YAML tree along ``path`` and return the 1-based line."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if pair is None:
-                break
-            line, node = pair[0].start_mark.line + 1, pair[1]  # the key's line
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _field_path(loc: tuple[Any, ...]) -> list[str | int]:
-    # pydantic adds union/branch tags such as 'Member' or 'function-after[...]'.
-    return [p for p in loc if isinstance(p, int) or (p[:1].islower() and "[" not in p)]
-
-
 def load_file(path: Path, available: Collection[Channel] | None = None) -> Cascade:
     """Load and validate one cascade file; raise :class:`CascadeConfigError`."""
     try:
@@ -294,22 +273,80 @@ def load_file(path: Path, available: Collection[Channel] | None = None) -> Casca
     try:
         cascade = Cascade.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            parts = _field_path(error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            field = ".".join(str(p) for p in parts) or "(cascade)"
-            problems.append(Problem(path, field, message, _line_of(node, parts)))
-        raise CascadeConfigError(problems) from None
-    problems = [
-        Problem(path, ".".join(str(p) for p in parts), message, _line_of(node, parts))
-        for parts, message in cascade_problems(cascade)
-    ]
-    problems += _check_templates(path, cascade, node)
-    problems += _check_available(path, cascade, node, available)
+        # Report the schema errors and, on the steps that did parse, the cross-field rules
+        # too: one pass shows every problem of the file.
+        problems = schema_problems(path, node, data, exc, _known_keys)
+        partial = _partial(data)
+        if partial is not None:
+            problems += _rule_problems(path, node, *partial, available)
+        raise CascadeConfigError(in_order(problems)) from None
+    problems = _rule_problems(path, node, cascade, list(range(len(cascade.steps))), available)
     if problems:
-        raise CascadeConfigError(problems)
+        raise CascadeConfigError(in_order(problems))
     return cascade
+
+
+def _known_keys(parts: list[str | int]) -> Collection[str]:
+    """The keys allowed where ``parts`` points (for "did you mean")."""
+    if len(parts) == 1:
+        return Cascade.model_fields
+    if parts[0] == "steps" and len(parts) == 3:
+        return Step.model_fields
+    if parts[0] == "steps" and len(parts) == 5 and parts[2] == "among":
+        return Member.model_fields
+    if parts[0] == "templates" and len(parts) == 4:
+        return ChannelTemplate.model_fields
+    return ()
+
+
+def _partial(data: dict[str, Any]) -> tuple[Cascade, list[int]] | None:
+    """The cascade made of the steps that parsed (and the top-level fields that did), with
+    each kept step's index in the file; None when no step parsed."""
+    raw_steps = data.get("steps")
+    kept: list[int] = []
+    steps: list[Step] = []
+    for index, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
+        try:
+            steps.append(Step.model_validate(raw))
+            kept.append(index)
+        except ValidationError:
+            continue
+    if not steps:
+        return None
+    rest = {k: v for k, v in data.items() if k in Cascade.model_fields and k != "steps"}
+    for _ in range(len(rest) + 1):
+        try:
+            return Cascade.model_validate({**rest, "name": "partial", "steps": steps}), kept
+        except ValidationError as exc:
+            for error in exc.errors():
+                rest.pop(str(error["loc"][0]), None)  # drop what failed: it is reported
+    return None
+
+
+def _rule_problems(
+    path: Path,
+    node: yaml.Node | None,
+    cascade: Cascade,
+    kept: list[int],
+    available: Collection[Channel] | None,
+) -> list[Problem]:
+    """Cross-field rules, templates and available channels; step indices as in the file."""
+
+    def where(parts: list[str | int]) -> list[str | int]:
+        if len(parts) > 1 and parts[0] == "steps" and isinstance(parts[1], int):
+            return ["steps", kept[parts[1]], *parts[2:]]
+        return parts
+
+    problems = []
+    for parts, message in cascade_problems(cascade):
+        at = where(parts)
+        problems.append(Problem(path, ".".join(str(p) for p in at), message, line_of(node, at)))
+    problems += _check_templates(path, cascade, node)
+    for index, channel in _unavailable(cascade, available):
+        at = where(["steps", index, "channel"])
+        message = f"no provider is configured for {channel} and the sandbox is off"
+        problems.append(Problem(path, ".".join(map(str, at)), message, line_of(node, at)))
+    return problems
 
 
 def _check_templates(path: Path, cascade: Cascade, node: yaml.Node | None) -> list[Problem]:
@@ -330,7 +367,7 @@ def _check_templates(path: Path, cascade: Cascade, node: yaml.Node | None) -> li
                     compile_template(template)
                 except TemplateSyntaxError as exc:
                     message = f"template syntax: {exc.message}"
-                    problems.append(Problem(path, ".".join(parts), message, _line_of(node, parts)))
+                    problems.append(Problem(path, ".".join(parts), message, line_of(node, parts)))
                     continue
                 compiled.append((locale, parts, template))
         given = cascade.samples.get(name)
@@ -343,28 +380,22 @@ def _check_templates(path: Path, cascade: Cascade, node: yaml.Node | None) -> li
                 render(template, sample, field)
             except RenderError as exc:
                 message = f"locale {locale} does not render with {source}: {exc.message}"
-                problems.append(Problem(path, field, message, _line_of(node, parts)))
+                problems.append(Problem(path, field, message, line_of(node, parts)))
     return problems
 
 
-def _check_available(
-    path: Path, cascade: Cascade, node: yaml.Node | None, available: Collection[Channel] | None
-) -> list[Problem]:
+def _unavailable(
+    cascade: Cascade, available: Collection[Channel] | None
+) -> list[tuple[int, Channel]]:
+    """(step index, channel) of each channel without a provider (and no sandbox)."""
     if available is None:
         return []
-    problems = []
-    for index, step in enumerate(cascade.steps):
-        for member in step.members():
-            if member.channel not in available:
-                problems.append(
-                    Problem(
-                        path,
-                        f"steps.{index}.channel",
-                        f"no provider is configured for {member.channel} and the sandbox is off",
-                        _line_of(node, ["steps", index, "channel"]),
-                    )
-                )
-    return problems
+    return [
+        (index, member.channel)
+        for index, step in enumerate(cascade.steps)
+        for member in step.members()
+        if member.channel not in available
+    ]
 
 
 def load_cascades(

@@ -7,15 +7,23 @@ Secrets live here and nowhere else; cascades are data and live in YAML
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
+from config.variables import json_hint, suggestion, unknown_variables, variable_name
 from providers.base import Channel
 from providers.sandbox import SandboxBehaviour, SandboxConfig
+
+log = logging.getLogger("cascade.settings")
 
 #: Shipped cascades; ``CASCADE_CASCADES_DIR`` points elsewhere.
 SHIPPED_CASCADES = Path(__file__).parent / "cascades"
@@ -73,13 +81,16 @@ class Settings(BaseSettings):
     environment: Literal["local", "production"] = "local"
     data_dir: Path = Path("data")
     database_url: str = ""  #: default: SQLite file ``<data_dir>/cascade.db``
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  #: locks, demotion, rate limits (and broker)
+    #: Celery broker; empty: the Redis above. ``amqp://user:pass@host:5672/vhost`` for RabbitMQ.
+    broker_url: str = ""
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     receipt_secret: SecretStr = SecretStr("")  #: signs per-attempt receipt tokens
     cascades_dir: Path = SHIPPED_CASCADES
     public_url: str = "http://127.0.0.1:8000"  #: how providers reach our webhooks
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64)  #: API processes (``dispatcher api``)
     flower_port: int = Field(default=5555, ge=1, le=65535)
     #: Flower's listening address; beyond localhost it requires ``flower_password``.
     flower_address: str = "127.0.0.1"
@@ -167,33 +178,72 @@ class Settings(BaseSettings):
         secret = self.receipt_secret.get_secret_value()
         return secret or "|".join(self.effective_api_keys)
 
-    def check_production(self) -> None:
-        """Refuse insecure defaults outside local use (the template's idea)."""
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    def production_problems(self) -> list[str]:
+        """Insecure defaults refused outside local use (the template's idea), all at once."""
         if self.environment != "production":
-            return
+            return []
+        problems = []
         if not self.api_keys:
-            raise ValueError("api_keys: set CASCADE_API_KEYS in production")
+            problems.append("CASCADE_API_KEYS: set it in production (the dev key is refused)")
         if not self.receipt_secret.get_secret_value():
-            raise ValueError("receipt_secret: set CASCADE_RECEIPT_SECRET in production")
+            problems.append("CASCADE_RECEIPT_SECRET: set it in production")
+        return problems
 
 
 class SettingsError(Exception):
     """Settings are invalid; the message names the variable."""
 
 
+#: pydantic's error types for a value that should have been JSON (a list or a map).
+_JSON_ERRORS = {"list_type", "dict_type", "json_invalid", "json_type", "tuple_type"}
+_SOURCE_FIELD = re.compile(r'field "([a-z_]+)"')
+
+
+def _error_line(error: Any) -> str:
+    name = variable_name(error["loc"])
+    line = f"{name}: {str(error['msg']).removeprefix('Value error, ')}"
+    if error["type"] in _JSON_ERRORS:
+        line += f" ({json_hint(error['loc'])})"
+    elif close := suggestion(name, Settings):
+        line += f" (did you mean {close}?)"
+    return line
+
+
+def _variable_names(overrides: dict[str, Any]) -> list[str]:
+    """Every variable this process was given: the environment and the ``.env`` file."""
+    names = list(os.environ)
+    env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
+    if isinstance(env_file, str | Path) and Path(env_file).is_file():
+        names += [name for name in dotenv_values(env_file) if name]
+    return names
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings or raise :class:`SettingsError` naming every bad variable."""
+    """Build settings or raise :class:`SettingsError` naming every bad variable at once.
+
+    Unknown ``CASCADE_*`` variables (typos) are logged as warnings with a suggestion.
+    """
+    for warning in unknown_variables(_variable_names(overrides), Settings):
+        log.warning("%s", warning)
     try:
         settings = Settings(**overrides)
-        settings.check_production()
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            name = "CASCADE_" + "__".join(str(part).upper() for part in error["loc"])
-            lines.append(f"{name}: {error['msg']}")
+        lines = [_error_line(error) for error in exc.errors()]
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
-    except ValueError as exc:
-        raise SettingsError(f"invalid settings: CASCADE_{exc}") from None
+    except SourceError as exc:
+        # pydantic-settings could not decode a JSON-valued variable.
+        found = _SOURCE_FIELD.search(str(exc))
+        field = found.group(1) if found else "?"
+        raise SettingsError(
+            f"invalid settings:\n  {variable_name([field])}: not valid JSON ({json_hint([field])})"
+        ) from None
+    problems = settings.production_problems()
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
     return settings
 
 

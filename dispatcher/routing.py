@@ -39,30 +39,61 @@ class Route:
 
 
 def parse_routes(channels: Mapping[Channel, list[str]]) -> dict[Channel, list[Route]]:
+    """The providers of each channel; every wrong entry reported at once."""
     routes: dict[Channel, list[Route]] = {}
+    problems: list[str] = []
     for channel, entries in channels.items():
         parsed = []
+        variable = f"CASCADE_CHANNELS__{channel.upper()}"
         for entry in entries:
             name, _, weight = entry.partition(":")
             if name not in REGISTRY:
                 known = ", ".join(sorted(REGISTRY)) or "none"
-                raise RoutingError(
-                    f"CASCADE_CHANNELS__{channel.upper()}: unknown provider {name!r} "
-                    f"(known: {known})"
+                problems.append(f"{variable}: unknown provider {name!r} (known: {known})")
+            elif REGISTRY[name].channel != channel:
+                problems.append(
+                    f"{variable}: {name} serves {REGISTRY[name].channel}, not {channel}"
                 )
-            if REGISTRY[name].channel != channel:
-                raise RoutingError(
-                    f"CASCADE_CHANNELS__{channel.upper()}: {name} serves "
-                    f"{REGISTRY[name].channel}, not {channel}"
-                )
-            try:
-                parsed.append(Route(name, float(weight) if weight else None))
-            except ValueError:
-                raise RoutingError(
-                    f"CASCADE_CHANNELS__{channel.upper()}: bad weight in {entry!r}"
-                ) from None
+            else:
+                try:
+                    parsed.append(Route(name, float(weight) if weight else None))
+                except ValueError:
+                    problems.append(f"{variable}: bad weight in {entry!r}")
         routes[channel] = parsed
+    if problems:
+        raise RoutingError("\n  ".join(problems))
     return routes
+
+
+def _build(
+    name: str,
+    settings: Mapping[str, Any],
+    client: httpx.Client,
+    public_url: str,
+    receipt_secret: str,
+) -> Any:
+    """One provider from its ``CASCADE_PROVIDERS__<NAME>__*`` settings; every problem named."""
+    if name not in REGISTRY:
+        raise RoutingError(f"CASCADE_PROVIDERS__{name.upper()}: unknown provider")
+    cls = REGISTRY[name]
+    raw = dict(settings)
+    raw.pop("rate_limit", None)  # the dispatcher's global throttle reads it
+    if "status_callback_url" in cls.config_model.model_fields and public_url:
+        # Providers told per message where to call back default to our webhook.
+        raw.setdefault("status_callback_url", f"{public_url.rstrip('/')}/v1/webhooks/{name}")
+    if "ack_key" in cls.config_model.model_fields and receipt_secret:
+        # Buttons that confirm reading carry a MAC made with a key of their own.
+        raw.setdefault("ack_key", _derived_key(receipt_secret, f"{name}-ack"))
+    try:
+        config = cls.config_model.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            variable = "__".join(["CASCADE_PROVIDERS", name, *map(str, error["loc"])]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{variable}: {message}")
+        raise RoutingError("\n  ".join(lines)) from None
+    return cls(config, client)
 
 
 class Router:
@@ -84,29 +115,17 @@ class Router:
         self._client = client
         self._providers: dict[str, Any] = {}
         names = {route.provider for routes in self._routes.values() for route in routes}
+        problems: list[str] = []
         for name in sorted(names | set(provider_settings)):
-            if name not in REGISTRY:
-                raise RoutingError(f"CASCADE_PROVIDERS__{name.upper()}: unknown provider")
-            cls = REGISTRY[name]
-            raw = dict(provider_settings.get(name, {}))
-            raw.pop("rate_limit", None)  # the dispatcher's global throttle reads it
-            if "status_callback_url" in cls.config_model.model_fields and public_url:
-                # Providers told per message where to call back default to our webhook.
-                raw.setdefault(
-                    "status_callback_url", f"{public_url.rstrip('/')}/v1/webhooks/{name}"
-                )
-            if "ack_key" in cls.config_model.model_fields and receipt_secret:
-                # Buttons that confirm reading carry a MAC made with a key of their own.
-                raw.setdefault("ack_key", _derived_key(receipt_secret, f"{name}-ack"))
             try:
-                config = cls.config_model.model_validate(raw)
-            except ValidationError as exc:
-                error = exc.errors()[0]
-                field = "__".join(str(p).upper() for p in error["loc"])
-                raise RoutingError(
-                    f"CASCADE_PROVIDERS__{name.upper()}__{field}: {error['msg']}"
-                ) from None
-            self._providers[name] = cls(config, client)
+                self._providers[name] = _build(
+                    name, provider_settings.get(name, {}), client, public_url, receipt_secret
+                )
+            except RoutingError as exc:
+                problems.append(str(exc))
+        if problems:
+            # Every missing or wrong provider setting at once, not one per run.
+            raise RoutingError("\n  ".join(problems))
         self._sandbox = {c: SandboxProvider(c, sandbox) for c in Channel} if sandbox else {}
 
     def close(self) -> None:

@@ -142,6 +142,12 @@ class PreferencesIn(Strict):
 class PreferencesPatch(Strict):
     """Only the preferences given change; each is validated as in :class:`PreferencesIn`."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"opt_out_channels": ["sms"], "max_per_day": {"marketing": 2}}]
+        }
+    )
+
     channel_order: ChannelOrder | None = None
     opt_out_channels: Channels | None = None
     opt_out_categories: Categories | None = None
@@ -150,6 +156,27 @@ class PreferencesPatch(Strict):
 
 
 class CustomerIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "timezone": "Europe/Berlin",
+                    "locale": "de",
+                    "contacts": [
+                        {"channel": "push", "address": "fcm-demo-token-0123456789abcdefghijklmnop"},
+                        {"channel": "whatsapp", "address": "+14155552671"},
+                        {"channel": "sms", "address": "+14155552671"},
+                    ],
+                    "preferences": {
+                        "channel_order": ["whatsapp", "push"],
+                        "opt_out_categories": ["marketing"],
+                        "quiet_hours": {"start": "22:00", "end": "07:00"},
+                    },
+                }
+            ]
+        }
+    )
+
     locale: str | None = Field(default=None, max_length=16)
     timezone: str = Field(default="UTC", max_length=64)
     contacts: list[ContactIn] = Field(default_factory=list, max_length=32)
@@ -195,6 +222,25 @@ class ContentIn(ChannelContent):
 
 
 class NotificationIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "alice",
+                    "cascade": "demo",
+                    "content": {"title": "Order 42", "text": "Your order has shipped"},
+                },
+                {
+                    "customer_id": "alice",
+                    "cascade": "order_status",
+                    "template": "default",
+                    "data": {"order_id": "42", "status": "shipped"},
+                    "ttl": "1h",
+                },
+            ]
+        }
+    )
+
     customer_id: str = Id
     cascade: str = Field(min_length=1, max_length=64)
     category: str | None = Field(default=None, max_length=32)
@@ -250,6 +296,23 @@ class EventOut(BaseModel):
 
 
 class NotificationAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2c8a1e-7d4b-4c3a-9e2f-1b6d5a4c3e2f",
+                    "state": "accepted",
+                    "reason": None,
+                    "steps": [
+                        {"step": 0, "channel": "push", "wait_for": "read", "timeout": 10.0},
+                        {"step": 1, "channel": "whatsapp", "wait_for": "read", "timeout": 10.0},
+                        {"step": 2, "channel": "sms", "wait_for": "delivered", "timeout": 30.0},
+                    ],
+                }
+            ]
+        }
+    )
+
     id: str
     state: str
     reason: str | None
@@ -257,6 +320,8 @@ class NotificationAccepted(BaseModel):
 
 
 class NotificationOut(NotificationAccepted):
+    model_config = ConfigDict(json_schema_extra=None)  # the accepted answer's example is not one
+
     customer_id: str
     cascade: str
     category: str
@@ -270,6 +335,12 @@ class NotificationOut(NotificationAccepted):
 
 class ReceiptIn(Strict):
     """An app-side confirmation for a push (or any attempt)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"attempt_id": "9d42c1e0-5b7a-4f3e-9a51-0c8e2f6b7d13", "status": "read"}]
+        }
+    )
 
     attempt_id: str | None = Field(default=None, max_length=36)
     notification_id: str | None = Field(default=None, max_length=36)
@@ -289,13 +360,26 @@ class ReceiptOut(BaseModel):
     notification_state: str | None
 
 
+class CascadeMemberOut(BaseModel):
+    channel: str
+    wait_for: str  #: the member's own, or the step's
+
+
+class CascadeStepOut(BaseModel):
+    channel: str  #: a channel, or ``messenger`` for a group
+    among: list[CascadeMemberOut]  #: a group's members; empty for a single channel
+    wait_for: str
+    timeout: float  #: seconds, as every duration the API returns
+
+
 class CascadeOut(BaseModel):
     name: str
     description: str
     category: str
-    ttl: float
+    ttl: float  #: seconds
     quiet_hours: str
-    steps: list[dict[str, Any]]
+    paid_last: bool
+    steps: list[CascadeStepOut]
 
 
 CustomerIdIn = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
@@ -322,6 +406,19 @@ class AudienceIn(Strict):
 
 
 class BroadcastIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "cascade": "marketing",
+                    "category": "marketing",
+                    "content": {"title": "Spring sale", "text": "20% off until Sunday"},
+                    "audience": {"customer_ids": ["alice", "bob"]},
+                }
+            ]
+        }
+    )
+
     cascade: str = Field(min_length=1, max_length=64)
     category: str | None = Field(default=None, max_length=32)
     content: ContentIn | None = None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from config.settings import get_settings
-from dispatcher import flower
+from dispatcher import __version__, flower, logs
 from dispatcher.api import (
     access_log,
     broadcasts,
     customers,
     notifications,
+    openapi,
     pages,
     problems,
     receipts,
@@ -26,15 +28,20 @@ from dispatcher.runtime import Runtime, build_runtime
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
+    # Swagger UI at /docs and ReDoc at /redoc, their assets served from /docs-assets.
+    app = FastAPIOffline(
         title="Cascade",
         summary="Notification dispatcher: free channels first, SMS only when nobody read it.",
-        version="0.1.0",
+        version=__version__,
+        static_url="/docs-assets",
+        generate_unique_id_function=openapi.operation_id,
+        swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.runtime = runtime
     access_log.install()  # webhook secrets in query strings never reach the access log
     app.state.keyring = KeyRing(runtime.settings.effective_api_keys)
     problems.install(app)
+    openapi.install(app)
     for module in (notifications, customers, receipts, system, stats, broadcasts, pages):
         app.include_router(module.router)
     app.mount("/stats/static", StaticFiles(directory=pages.STATIC), name="stats-static")
@@ -50,6 +57,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 def production_app() -> FastAPI:
     """Entry point for ``uvicorn --factory dispatcher.api.app:production_app``."""
     settings = get_settings()
+    # With `dispatcher api --workers N` each worker is a fresh (spawned) process that
+    # inherits no logging set-up: give it the one format here, as the parent has.
+    logs.configure("api", settings.log_format, settings.log_level)
     celery = create_celery(settings)
     flower.install(celery, "api")  # receipts applied here appear in Flower
     return create_app(build_runtime(settings, CeleryPublisher(celery)))

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.notifications import field_problem
+from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem, idempotency_conflict
 from dispatcher.broadcasts import accept, cancel, progress
 from dispatcher.customers import FieldError
@@ -25,7 +26,12 @@ def _accepted(broadcast: Broadcast) -> BroadcastAccepted:
     return BroadcastAccepted(id=broadcast.id, state=broadcast.state, audience=broadcast.audience)
 
 
-@router.post("", status_code=202, response_model=BroadcastAccepted)
+@router.post(
+    "",
+    status_code=202,
+    response_model=BroadcastAccepted,
+    responses=problems(400, 401, 409, 413, 422, 503),
+)
 def create_broadcast(
     body: BroadcastIn,
     runtime: RuntimeDep,
@@ -70,13 +76,17 @@ def _load(session: Session, broadcast_id: str) -> Broadcast:
     return broadcast
 
 
-@router.get("/{broadcast_id}", response_model=BroadcastOut)
+@router.get("/{broadcast_id}", response_model=BroadcastOut, responses=problems(401, 404, 422, 503))
 def get_broadcast(broadcast_id: str, session: SessionDep, _: ApiKeyDep) -> BroadcastOut:
     """State and progress: audience, created, suppressed by reason, sent, confirmed, failed."""
     return progress(session, _load(session, broadcast_id))
 
 
-@router.post("/{broadcast_id}/cancel", response_model=BroadcastOut)
+@router.post(
+    "/{broadcast_id}/cancel",
+    response_model=BroadcastOut,
+    responses=problems(401, 404, 409, 413, 422, 503),
+)
 def cancel_broadcast(
     broadcast_id: str, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
 ) -> BroadcastOut:

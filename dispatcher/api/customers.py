@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.notifications import RETRIES, field_problem
+from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem, busy
 from dispatcher.customers import FieldError, customer_out, patch_preferences, put_customer
 from dispatcher.models import Customer, Event
@@ -20,7 +21,9 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 
 
-@router.put("/{customer_id}", response_model=CustomerOut)
+@router.put(
+    "/{customer_id}", response_model=CustomerOut, responses=problems(400, 401, 413, 422, 503)
+)
 def upsert_customer(
     customer_id: CustomerId,
     body: CustomerIn,
@@ -43,7 +46,7 @@ def upsert_customer(
     raise busy()
 
 
-@router.get("/{customer_id}", response_model=CustomerOut)
+@router.get("/{customer_id}", response_model=CustomerOut, responses=problems(401, 404, 422, 503))
 def get_customer(customer_id: CustomerId, session: SessionDep, _: ApiKeyDep) -> CustomerOut:
     """A customer's contacts (with their status) and preferences."""
     customer = session.get(Customer, customer_id)
@@ -52,7 +55,11 @@ def get_customer(customer_id: CustomerId, session: SessionDep, _: ApiKeyDep) -> 
     return customer_out(session, customer)
 
 
-@router.patch("/{customer_id}/preferences", response_model=CustomerOut)
+@router.patch(
+    "/{customer_id}/preferences",
+    response_model=CustomerOut,
+    responses=problems(400, 401, 404, 413, 422, 503),
+)
 def update_preferences(
     customer_id: CustomerId,
     body: PreferencesPatch,
@@ -69,8 +76,12 @@ def update_preferences(
     return customer_out(session, customer)
 
 
-@router.get("/{customer_id}/history", response_model=list[EventOut])
-def history(
+@router.get(
+    "/{customer_id}/history",
+    response_model=list[EventOut],
+    responses=problems(401, 404, 422, 503),
+)
+def customer_history(
     customer_id: CustomerId,
     session: SessionDep,
     _: ApiKeyDep,

@@ -7,7 +7,8 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from dispatcher.api.problems import Problem
@@ -67,7 +68,13 @@ def authenticate(request: Request) -> str | None:
     return ring.identify(token.strip())
 
 
-async def require_key(request: Request) -> str:
+#: Documents the scheme in OpenAPI (Swagger's "Authorize"); the check is :func:`require_key`,
+#: which answers problem JSON rather than FastAPI's own 403.
+bearer = HTTPBearer(auto_error=False, description="An API key from CASCADE_API_KEYS")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+
+
+async def require_key(request: Request, _: BearerDep) -> str:
     key_id = authenticate(request)
     if key_id is None:
         raise Problem(

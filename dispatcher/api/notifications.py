@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
+from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem, busy, idempotency_conflict
 from dispatcher.customers import FieldError
 from dispatcher.idempotency import find_by_key, request_hash
@@ -52,7 +53,12 @@ def accepted_out(notification: Notification) -> NotificationAccepted:
     )
 
 
-@router.post("", status_code=202, response_model=NotificationAccepted)
+@router.post(
+    "",
+    status_code=202,
+    response_model=NotificationAccepted,
+    responses=problems(400, 401, 409, 413, 422, 503),
+)
 def send_notification(
     body: NotificationIn,
     runtime: RuntimeDep,
@@ -91,7 +97,9 @@ def _load(session: Session, notification_id: str) -> Notification:
     return notification
 
 
-@router.get("/{notification_id}", response_model=NotificationOut)
+@router.get(
+    "/{notification_id}", response_model=NotificationOut, responses=problems(401, 404, 422, 503)
+)
 def get_notification(
     notification_id: NotificationId, session: SessionDep, _: ApiKeyDep
 ) -> NotificationOut:
@@ -120,7 +128,11 @@ def get_notification(
     )
 
 
-@router.post("/{notification_id}/cancel", response_model=NotificationAccepted)
+@router.post(
+    "/{notification_id}/cancel",
+    response_model=NotificationAccepted,
+    responses=problems(401, 404, 409, 413, 422, 503),
+)
 def cancel_notification(
     notification_id: NotificationId, runtime: RuntimeDep, session: SessionDep, _: ApiKeyDep
 ) -> NotificationAccepted:

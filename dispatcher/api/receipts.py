@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from dispatcher.api.deps import RuntimeDep, SessionDep, authenticate
+from dispatcher.api.deps import RuntimeDep, SessionDep, authenticate, bearer
+from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem
 from dispatcher.inbound import record_inbound
 from dispatcher.models import Attempt, Notification
@@ -25,7 +26,13 @@ router = APIRouter(prefix="/v1", tags=["receipts"])
 log = logging.getLogger("dispatcher.api.webhooks")
 
 
-@router.post("/receipts", response_model=ReceiptOut)
+@router.post(
+    "/receipts",
+    response_model=ReceiptOut,
+    responses=problems(400, 401, 404, 413, 422, 503),
+    dependencies=[Security(bearer)],
+    openapi_extra={"security": [{}]},  # or no key at all: the push's receipt_token
+)
 def app_receipt(
     body: ReceiptIn, request: Request, runtime: RuntimeDep, session: SessionDep
 ) -> ReceiptOut:
@@ -129,8 +136,16 @@ async def _webhook_request(request: Request, runtime: RuntimeDep) -> WebhookRequ
     )
 
 
-@router.get("/webhooks/{provider}", operation_id="webhook_handshake")
-@router.post("/webhooks/{provider}", operation_id="webhook")
+@router.get(
+    "/webhooks/{provider}",
+    operation_id="webhook_handshake",
+    responses=problems(400, 401, 403, 404, 405, 422),
+)
+@router.post(
+    "/webhooks/{provider}",
+    operation_id="receive_webhook",
+    responses=problems(400, 401, 403, 404, 405, 413, 422, 503),
+)
 async def webhook(provider: str, request: Request, runtime: RuntimeDep) -> Response:
     """Provider callbacks and verification handshakes, authenticated by signature."""
     receiver = runtime.router.receiver(provider)

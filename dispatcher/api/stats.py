@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import Session
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
+from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem
 from dispatcher.period import PeriodError, period
 from dispatcher.runtime import Runtime
@@ -73,7 +74,7 @@ def stats_document(
     return document
 
 
-@router.get("/v1/stats")
+@router.get("/v1/stats", responses=problems(401, 422, 503))
 def stats(
     runtime: RuntimeDep,
     session: SessionDep,

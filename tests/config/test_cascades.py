@@ -81,7 +81,7 @@ def problems_of(
             "5m is shorter than the sum of the step timeouts (12m)",
             2,
         ),
-        (GOOD + "colour: blue\n", "colour", "Extra inputs are not permitted", 10),
+        (GOOD + "colour: blue\n", "colour", "unknown key", 10),
         (GOOD.replace("name: ok", "name: Not OK"), "name", "should match pattern", 1),
     ],
     ids=[
@@ -229,3 +229,60 @@ def test_overflowing_cascade_duration_names_file_and_field(tmp_path: Path, ttl: 
     [(field, message, line)] = problems_of(tmp_path, GOOD.replace("ttl: 1h", f"ttl: {ttl}"))
     assert (field, line) == ("ttl", 2)
     assert "longer than the maximum" in message
+
+
+def test_ttl_is_optional_with_a_documented_default(tmp_path: Path):
+    """Without ttl a cascade lives a day, or the sum of its timeouts when that is longer."""
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("ttl: 1h\n", ""))
+    assert load_file(path).ttl == timedelta(days=1)
+    path.write_text(GOOD.replace("ttl: 1h\n", "").replace("timeout: 10m", "timeout: 30h"))
+    assert load_file(path).ttl == timedelta(hours=30, minutes=2)
+
+
+def test_every_problem_of_a_file_in_one_pass(tmp_path: Path):
+    """An unknown channel, a misspelt key and a step that cannot report what it waits for
+    are all reported together, each with a suggestion where one is close."""
+    text = """\
+name: all
+steps:
+  - channel: smss
+    wait_for: delivered
+    timeout: 1m
+  - channel: telegram
+    wait_for: read
+    timeout: 1m
+  - channel: email
+    wiat_for: read
+    timeout: 1m
+  - channel: messenger
+    among: [viber, vkk, {channel: whatsapp, wait_fr: read}]
+    timeout: 1m
+"""
+    assert problems_of(tmp_path, text) == [
+        (
+            "steps.0.channel",
+            "unknown channel 'smss' (did you mean 'sms'? "
+            "known: push, telegram, whatsapp, viber, vk, email, sms, messenger)",
+            3,
+        ),
+        ("steps.1.wait_for", "telegram cannot report 'read' (it can report: sent)", 7),
+        ("steps.2.wiat_for", "unknown key (did you mean `wait_for`?)", 10),
+        (
+            "steps.3.among.1",
+            "unknown channel 'vkk' (did you mean 'vk'? "
+            "known: push, telegram, whatsapp, viber, vk, email, sms)",
+            13,
+        ),
+        ("steps.3.among.2.wait_fr", "unknown key (did you mean `wait_for`?)", 13),
+    ]
+
+
+def test_unavailable_channels_reported_beside_schema_errors(tmp_path: Path):
+    """With the sandbox off, a channel without a provider is named even when another step
+    of the file is broken, with the step's index in the file."""
+    text = GOOD.replace("channel: push", "channel: pusj")
+    assert [(f, line) for f, _, line in problems_of(tmp_path, text, available=set())] == [
+        ("steps.0.channel", 4),
+        ("steps.1.channel", 7),
+    ]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from tests.simulators.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,11 +70,38 @@ def test_unknown_provider_in_channels_is_refused(tmp_path: Path):
     assert "CASCADE_CHANNELS__SMS: unknown provider 'pigeon'" in result.stderr
 
 
-def test_missing_provider_setting_names_it(tmp_path: Path):
-    """A provider listed without its credentials is refused before anything starts."""
-    result = run("cascades", "check", env={"CASCADE_CHANNELS__SMS": '["twilio"]'}, cwd=tmp_path)
+def test_missing_provider_settings_are_named_all_at_once(tmp_path: Path):
+    """Providers listed without their credentials: every missing setting in one run."""
+    result = run(
+        "cascades",
+        "check",
+        env={
+            "CASCADE_CHANNELS__SMS": '["twilio", "smsru"]',
+            "CASCADE_CHANNELS__EMAIL": '["mailgun"]',
+        },
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
-    assert "CASCADE_PROVIDERS__TWILIO__ACCOUNT_SID" in result.stderr
+    for name in [
+        "CASCADE_PROVIDERS__MAILGUN__API_KEY",
+        "CASCADE_PROVIDERS__MAILGUN__DOMAIN",
+        "CASCADE_PROVIDERS__MAILGUN__SENDER",
+        "CASCADE_PROVIDERS__SMSRU__API_ID",
+        "CASCADE_PROVIDERS__TWILIO__ACCOUNT_SID",
+        "CASCADE_PROVIDERS__TWILIO__AUTH_TOKEN",
+    ]:
+        assert f"{name}: Field required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_variable_is_warned_on_the_command_line(tmp_path: Path):
+    """A typo in a variable's name is a warning with a suggestion; the command still runs."""
+    result = run("cascades", "check", env={"CASCADE_SWEEP_INTERVALL": "2"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "dispatcher: warning: unknown setting CASCADE_SWEEP_INTERVALL "
+        "(did you mean CASCADE_SWEEP_INTERVAL?)"
+    ]
 
 
 def test_sandbox_off_and_no_provider_reports_unconfigured_channels(tmp_path: Path):
@@ -77,6 +109,58 @@ def test_sandbox_off_and_no_provider_reports_unconfigured_channels(tmp_path: Pat
     result = run("cascades", "check", env={"CASCADE_SANDBOX__ENABLED": "false"}, cwd=tmp_path)
     assert result.returncode == 2
     assert "no provider is configured for push and the sandbox is off" in result.stderr
+
+
+def test_every_command_and_option_has_help():
+    """`--help` describes every command, and every option of every command."""
+    import argparse
+
+    from dispatcher.cli import parser
+
+    def walk(node: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        if not node.description:
+            missing.append(f"{path}: no description")
+        for action in node._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help for a in action._choices_actions}
+                for name, child in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}: no help line")
+                    missing += walk(child, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {action.dest}: no help")
+        return missing
+
+    assert walk(parser(), "dispatcher") == []
+
+
+def test_version():
+    """`dispatcher --version` prints the package version."""
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"dispatcher {version('cascade-dispatcher')}"
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [("api", "CASCADE_API_PORT"), ("flower", "CASCADE_FLOWER_PORT"), ("up", "CASCADE_FLOWER_PORT")],
+)
+def test_busy_port_is_one_line_naming_the_setting(tmp_path: Path, command: str, variable: str):
+    """Something already listens on the port: one line naming the setting, exit 2."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"CASCADE_API_PORT": str(free_port()), variable: str(port)}
+        result = run(command, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"dispatcher: {variable}: port {port} on 127.0.0.1 is already in use "
+        f"(is it already running? stop it or set {variable})"
+    ]
 
 
 def test_flower_on_every_address_without_a_password_is_refused(tmp_path: Path):

@@ -72,6 +72,23 @@ def test_cascades_are_listed(api: TestClient):
     assert one["ttl"] == 3600
 
 
+def test_cascade_durations_are_seconds_everywhere(api: TestClient):
+    """ttl and every step timeout are numbers of seconds, as in a notification's steps;
+    a group lists its members with the condition each waits for."""
+    one = api.get("/v1/cascades/basic").json()
+    assert (one["ttl"], [s["timeout"] for s in one["steps"]]) == (3600, [60, 120, 180, 240])
+    assert one["steps"][1]["among"] == [
+        {"channel": "whatsapp", "wait_for": "read"},
+        {"channel": "viber", "wait_for": "read"},
+        {"channel": "vk", "wait_for": "read"},
+        {"channel": "telegram", "wait_for": "sent"},
+    ]
+    assert one["steps"][0]["among"] == []
+    put_customer(api, "c9")
+    sent = send(api, "c9")
+    assert [s["timeout"] for s in sent["steps"]][:1] == [60]
+
+
 def test_metrics_are_exposed(api: TestClient):
     """Prometheus metrics include the provider failure counters."""
     response = api.get("/metrics", headers={"Authorization": ""})

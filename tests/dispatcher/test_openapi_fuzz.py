@@ -2,8 +2,9 @@
 
 schemathesis generates requests from the published schema (positive: what the schema
 allows; negative: what it forbids), sends them authenticated with the test API key to
-the real app on the real database, and checks that no answer is a server error and
-that documented answers match their schema. Sized to a few seconds per operation.
+the real app on the real database, and checks that no answer is a server error, that
+every status and media type answered is documented for the operation, and that
+answers match their schema. Sized to a few seconds per operation.
 """
 
 from __future__ import annotations
@@ -19,13 +20,26 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from dispatcher.api.app import create_app
 from dispatcher.runtime import Runtime
 from tests.conftest import AUTH
 
 EXAMPLES = 15  #: per operation and generation mode: ~40 s per backend on 2 cores
+
+#: No 5xx; every answer's status and media type documented for its operation, and its
+#: body matching the documented schema (errors: problem JSON).
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def fuzz(operation: Any, mode: GenerationMode, **fixed: Any) -> str | None:
@@ -43,7 +57,7 @@ def fuzz(operation: Any, mode: GenerationMode, **fixed: Any) -> str | None:
     def run(data: st.DataObject) -> None:
         case = data.draw(operation.as_strategy(generation_mode=mode, **fixed))
         response = case.call(headers=AUTH)
-        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+        case.validate_response(response, checks=CHECKS)
 
     try:
         run()
@@ -69,7 +83,8 @@ def modes(openapi: dict[str, Any], operation: Any) -> list[GenerationMode]:
 
 @pytest.mark.timeout(600)
 def test_no_operation_answers_a_server_error(runtime: Runtime):
-    """Every operation, positive and negative data: 0 x 5xx, documented bodies conform."""
+    """Every operation, positive and negative data: 0 x 5xx; statuses, media types and
+    bodies as documented."""
     app = create_app(runtime)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]

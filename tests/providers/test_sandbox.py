@@ -60,3 +60,31 @@ def test_negative_latency_is_refused_naming_the_variable(monkeypatch: pytest.Mon
     monkeypatch.setenv("CASCADE_SANDBOX__LATENCY_MS", "-1")
     with pytest.raises(SettingsError, match="CASCADE_SANDBOX__LATENCY_MS"):
         load_settings()
+
+
+def read_receipts(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> int:
+    """Reads the sandbox promises over 200 push sends with these variables set."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    provider = SandboxProvider(Channel.PUSH, load_settings().sandbox.provider_config())
+    reads = 0
+    for i in range(200):
+        sent = provider.send(
+            Message(
+                recipient="token-0123456789abcdefghij",
+                text="x",
+                reference=f"a{i}",
+                idempotency_key=f"k{i}",
+            )
+        )
+        reads += sum(1 for r in sent.simulated if r.signal == "read")
+    return reads
+
+
+def test_readme_sandbox_example_simulates_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example: a read is simulated only after a simulated delivery, so the
+    read probability alone does nothing; with deliveries on, about 30% are read."""
+    prefix = "CASCADE_SANDBOX__CHANNELS__PUSH__"
+    assert read_receipts(monkeypatch, {f"{prefix}READ_PROBABILITY": "0.3"}) == 0
+    reads = read_receipts(monkeypatch, {f"{prefix}DELIVERED_PROBABILITY": "1"})
+    assert 40 <= reads <= 80

@@ -11,6 +11,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import pytest
 
@@ -23,7 +24,7 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: services must be present)")
     pytest.skip(reason)
@@ -67,3 +68,48 @@ def drop_postgres_database(name: str) -> None:
 
 
 __all__ = ["IN_CI", "drop_postgres_database", "postgres_database", "redis_server", "subprocess"]
+
+
+#: The machine's RabbitMQ (management by ``rabbitmqctl``): a private vhost per test run.
+AMQP_URL = os.environ.get("CASCADE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+
+
+@contextmanager
+def rabbitmq_vhost(name: str) -> Iterator[str]:
+    """A fresh RabbitMQ vhost ``name`` for this run; yield its broker URL; delete it after."""
+    import shutil
+
+    from kombu import Connection
+
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        unavailable("rabbitmqctl not found: RabbitMQ is not installed")
+
+    def run(*args: str) -> None:
+        subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
+
+    try:
+        if _vhost_exists(ctl, name):  # left over by a run that was killed
+            run("delete_vhost", name)
+        run("add_vhost", name)
+        run("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        unavailable(f"RabbitMQ not usable through rabbitmqctl: {exc}")
+    url = f"{AMQP_URL}/{name}"
+    try:
+        with Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        run("delete_vhost", name)
+        unavailable(f"RabbitMQ not reachable at {AMQP_URL}: {type(exc).__name__}")
+    try:
+        yield url
+    finally:
+        run("delete_vhost", name)
+
+
+def _vhost_exists(ctl: str, name: str) -> bool:
+    listed = subprocess.run(
+        [ctl, "-q", "list_vhosts", "name"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return name in listed.stdout.split()
