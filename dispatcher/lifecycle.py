@@ -9,6 +9,7 @@ claim, ``pending -> sending``, and :func:`cancel_pending`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time
 
 from sqlalchemy import update
@@ -105,10 +106,7 @@ def apply(
     then the history event, the cost, and what follows for the notification. Returns
     False, changing nothing, when the attempt was no longer in the expected state.
     """
-    target = transition.target
-    if target is not None and not can_move(transition.expected, target):
-        raise ValueError(f"illegal attempt transition {transition.expected} -> {target}")
-    session = work.session
+    _check(transition)
     values = dict(transition.values)
     added_cost = float(values["cost"]) - attempt.cost if "cost" in values else 0.0  # type: ignore[arg-type]
     if values:
@@ -117,10 +115,73 @@ def apply(
         )
         if claim_token is not None:
             statement = statement.where(col(Attempt.claim_token) == claim_token)
-        result = session.execute(statement.values(**values), execution_options=_NO_SYNC)
+        result = work.session.execute(statement.values(**values), execution_options=_NO_SYNC)
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         _written(attempt, values)
+    _follow(work, notification, attempt, transition, added_cost, source=source)
+    return True
+
+
+def apply_many(
+    work: Work, items: Sequence[tuple[Notification, Attempt, Transition]], *, source: str
+) -> int:
+    """:func:`apply` for many attempts of *different* notifications, in few statements.
+
+    Transitions writing the same values from the same state share one compare-and-set
+    (``UPDATE ... WHERE id IN (...) AND state = <expected> RETURNING id``); each winner
+    then gets exactly what :func:`apply` does after its own compare-and-set. Transitions
+    that change the cost go through :func:`apply` one by one. Returns the winners.
+    """
+    if len({n.id for n, _, _ in items}) != len(items):
+        raise ValueError("apply_many takes one attempt per notification")
+    groups: dict[tuple[object, ...], list[tuple[Notification, Attempt, Transition]]] = {}
+    won = 0
+    for notification, attempt, transition in items:
+        _check(transition)
+        if "cost" in transition.values or not transition.values:
+            won += apply(work, notification, attempt, transition, source=source)
+            continue
+        key = (transition.expected, *sorted(transition.values.items()))
+        groups.setdefault(key, []).append((notification, attempt, transition))
+    for group in groups.values():
+        transition = group[0][2]
+        values = dict(transition.values)
+        ids = [attempt.id for _, attempt, _ in group]
+        moved = set(
+            work.session.execute(
+                update(Attempt)
+                .where(col(Attempt.id).in_(ids), col(Attempt.state) == transition.expected.value)
+                .values(**values)
+                .returning(col(Attempt.id)),
+                execution_options=_NO_SYNC,
+            ).scalars()
+        )
+        for notification, attempt, each in group:
+            if attempt.id in moved:
+                _written(attempt, values)
+                _follow(work, notification, attempt, each, 0.0, source=source)
+                won += 1
+    return won
+
+
+def _check(transition: Transition) -> None:
+    target = transition.target
+    if target is not None and not can_move(transition.expected, target):
+        raise ValueError(f"illegal attempt transition {transition.expected} -> {target}")
+
+
+def _follow(
+    work: Work,
+    notification: Notification,
+    attempt: Attempt,
+    transition: Transition,
+    added_cost: float,
+    *,
+    source: str,
+) -> None:
+    """What follows a won compare-and-set: cost, history event, the notification's next move."""
+    session = work.session
     if added_cost:
         session.execute(
             update(Notification)
@@ -151,7 +212,6 @@ def apply(
         escalate(work, notification, attempt, source=source)
     elif transition.then is Then.NEXT:
         _next_step(work, notification, attempt, source=source)
-    return True
 
 
 def move_notification(
@@ -248,6 +308,25 @@ def escalate(work: Work, notification: Notification, attempt: Attempt, *, source
     if transition is None:
         return False
     return apply(work, notification, attempt, transition, source=source)
+
+
+def escalate_many(work: Work, due: Sequence[tuple[Notification, Attempt]], *, source: str) -> int:
+    """:func:`escalate` for a batch of due attempts (the sweep): batched compare-and-sets.
+
+    The first attempt of each notification goes through :func:`apply_many`; a second
+    one of the same notification (rare) follows alone, after the first moved it on.
+    """
+    first: dict[str, tuple[Notification, Attempt, Transition]] = {}
+    later: list[tuple[Notification, Attempt]] = []
+    for notification, attempt in due:
+        if notification.id in first:
+            later.append((notification, attempt))
+            continue
+        transition = on_timeout(attempt, work.now)
+        if notification.state in OPEN_STATES and transition is not None:
+            first[notification.id] = (notification, attempt, transition)
+    count = apply_many(work, list(first.values()), source=source)
+    return count + sum(escalate(work, n, a, source=source) for n, a in later)
 
 
 def _next_step(work: Work, notification: Notification, attempt: Attempt, *, source: str) -> None:

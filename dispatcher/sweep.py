@@ -28,7 +28,7 @@ from dispatcher.db import session_scope
 from dispatcher.decisions import on_stale_claim
 from dispatcher.fanout import restart_stalled
 from dispatcher.latency import LatencyRule, demote_slow
-from dispatcher.lifecycle import apply, escalate, finish
+from dispatcher.lifecycle import apply, escalate_many, finish
 from dispatcher.models import (
     OPEN_PREDICATE,
     Attempt,
@@ -162,15 +162,15 @@ def _escalate(work: Work, batch: int) -> int:
     customers = session.exec(select(Customer).where(col(Customer.id).in_(quiet))).all()
     # A satisfying receipt stored but not yet applied wins over the timer.
     applied = apply_stored(work, ids)
-    count = 0
+    by_id = {n.id: n for n in notifications}
+    due = []
     for attempt in rows:
-        notification = session.get(Notification, attempt.notification_id)
-        assert notification is not None
         if applied:
             session.refresh(attempt)
-        due = attempt.escalate_at is not None and attempt.escalate_at <= work.now
-        if due and attempt.state in WAITING_STATES:
-            count += escalate(work, notification, attempt, source="sweep")
+        timer = attempt.escalate_at
+        if timer is not None and timer <= work.now and attempt.state in WAITING_STATES:
+            due.append((by_id[attempt.notification_id], attempt))
+    count = escalate_many(work, due, source="sweep")
     del notifications, customers
     return count
 

@@ -1,0 +1,81 @@
+"""The sweep escalates due timers in batches: one compare-and-set per group, same outcomes.
+
+A batch must do exactly what one escalation at a time did: every due step escalates
+once, its next step is created and rung, its history written; an attempt that moved
+on meanwhile (a receipt committed between the sweep's read and its write) loses the
+compare-and-set and nothing follows for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlmodel import Session, col, select
+
+from dispatcher.decisions import on_timeout
+from dispatcher.lifecycle import apply_many
+from dispatcher.models import Attempt, Event, Notification
+from dispatcher.sweep import sweep
+from dispatcher.work import Work
+from tests.support.clock import FakeClock
+from tests.support.dispatching import Make, drain, pending_bells
+from tests.support.scenario import PHONE, PUSH_TOKEN, attempts, put_customer, receipt, send
+
+PUSH_AND_SMS = [{"channel": "push", "address": PUSH_TOKEN}, {"channel": "sms", "address": PHONE}]
+MANY = 25
+
+
+def test_many_due_timers_escalate_once_each_in_one_pass(make: Make, clock: FakeClock):
+    runtime, api = make()
+    put_customer(api, "batch", contacts=PUSH_AND_SMS)
+    ids = [send(api, "batch")["id"] for _ in range(MANY)]
+    assert drain(runtime) == ["sent"] * MANY
+    assert attempts(api, ids[0]) == [("push", "sent")]
+    with Session(runtime.engine) as session:
+        first = session.exec(select(Attempt).where(Attempt.notification_id == ids[0])).one()
+    assert receipt(api, first.id, "read")["outcome"] == "finished"
+
+    report = sweep(runtime, now=clock.advance(61))
+
+    assert report.escalated == MANY - 1
+    assert len(pending_bells(runtime)) == MANY - 1  # the SMS steps, rung after commit
+    assert attempts(api, ids[0]) == [("push", "read")]
+    for nid in ids[1:]:
+        assert attempts(api, nid) == [("push", "escalated"), ("sms", "pending")]
+    with Session(runtime.engine) as session:
+        escalated = Counter(
+            session.exec(select(Event.notification_id).where(Event.type == "escalated")).all()
+        )
+    assert escalated == Counter(ids[1:])
+    assert sweep(runtime, now=clock.advance(1)).escalated == 0
+
+
+def test_an_attempt_that_moved_on_loses_the_batched_compare_and_set(make: Make, clock: FakeClock):
+    runtime, api = make()
+    put_customer(api, "cas", contacts=PUSH_AND_SMS)
+    ids = [send(api, "cas")["id"] for _ in range(3)]
+    drain(runtime)
+    now = clock.advance(61)
+    with Session(runtime.engine) as session:
+        notifications = {n.id: n for n in session.exec(select(Notification)).all()}
+        loaded = session.exec(select(Attempt).where(col(Attempt.notification_id).in_(ids))).all()
+        session.expunge_all()
+    moved = next(a for a in loaded if a.notification_id == ids[1])
+    assert receipt(api, moved.id, "read")["outcome"] == "finished"  # commits in between
+
+    with Session(runtime.engine) as session:
+        work = Work(session, now)
+        items = []
+        for attempt in loaded:
+            session.add(attempt)
+            notification = notifications[attempt.notification_id]
+            session.add(notification)
+            transition = on_timeout(attempt, now)
+            assert transition is not None
+            items.append((notification, attempt, transition))
+        assert apply_many(work, items, source="sweep") == 2
+        session.commit()
+    assert [b.channel for b in work.bells] == ["sms", "sms"]
+    assert attempts(api, ids[1]) == [("push", "read")]
+    assert attempts(api, ids[0]) == [("push", "escalated"), ("sms", "pending")]
+    assert attempts(api, ids[2]) == [("push", "escalated"), ("sms", "pending")]
