@@ -21,6 +21,7 @@ from dispatcher.customers import profile_from
 from dispatcher.engine import Plan, plan_steps, release_time
 from dispatcher.lifecycle import quiet_hours_of
 from dispatcher.models import ContactPoint, Customer
+from dispatcher.schemas import PreferencesIn
 from dispatcher.states import AttemptState, NotificationState
 
 
@@ -33,6 +34,7 @@ class Member:
     contacts: list[ContactPoint] = field(default_factory=list)  #: in id order
     sent_today: int = 0  #: notifications of the category in the last 24 hours
     limit: int | None = None  #: the customer's (else the global) max_per_day
+    preferences: PreferencesIn | None = None  #: read once per batch (None: read here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,8 @@ def plan_member(cascade: Cascade, member: Member, category: str, now: datetime) 
     customer = member.customer
     if customer is None:
         return MemberPlan(Plan(steps=(), suppressed="unknown_customer"))
-    plan = plan_steps(cascade, profile_from(customer, member.contacts), category)
+    profile = profile_from(customer, member.contacts, member.preferences)
+    plan = plan_steps(cascade, profile, category)
     if plan.suppressed is not None:
         return MemberPlan(plan)
     if member.limit is not None and member.sent_today >= member.limit:

@@ -218,8 +218,10 @@ def profile_of(session: Session, customer: Customer) -> Profile:
     return profile_from(customer, contacts_of(session, customer.id))
 
 
-def profile_from(customer: Customer, contacts_seen: list[ContactPoint]) -> Profile:
-    """:func:`profile_of` for contacts already loaded (in id order): no database."""
+def profile_from(
+    customer: Customer, contacts_seen: list[ContactPoint], prefs: PreferencesIn | None = None
+) -> Profile:
+    """:func:`profile_of` for contacts (in id order) and preferences already loaded."""
     contacts: dict[Channel, int] = {}
     newest: dict[Channel, datetime] = {}
     for contact in contacts_seen:
@@ -229,7 +231,7 @@ def profile_from(customer: Customer, contacts_seen: list[ContactPoint]) -> Profi
         if channel not in newest or contact.updated_at >= newest[channel]:
             contacts[channel] = contact.id
             newest[channel] = contact.updated_at
-    prefs = preferences_of(customer)
+    prefs = prefs or preferences_of(customer)
     quiet = (prefs.quiet_hours.start, prefs.quiet_hours.end) if prefs.quiet_hours else None
     return Profile(
         contacts=contacts,

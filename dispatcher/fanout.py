@@ -16,13 +16,14 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from dispatcher.audience import Member, Rows, Shared, member_rows, plan_member
 from dispatcher.broadcasts import FANNING_OUT, SENDING
+from dispatcher.bulk import insert_rows
+from dispatcher.customers import preferences_of
 from dispatcher.history import written
-from dispatcher.intake import daily_limit
 from dispatcher.models import (
     Attempt,
     Broadcast,
@@ -111,7 +112,11 @@ def plan_batch(
     ):
         contacts[contact.customer_id].append(contact)
     category = broadcast.category
-    limits = {cid: daily_limit(c, rt.settings, category) for cid, c in customers.items()}
+    prefs = {cid: preferences_of(c) for cid, c in customers.items()}
+    limits = {
+        cid: p.max_per_day.get(category, rt.settings.max_per_day.get(category))
+        for cid, p in prefs.items()
+    }
     counts = _sent_today(
         session, [cid for cid, lim in limits.items() if lim is not None], category, now
     )
@@ -130,6 +135,7 @@ def plan_batch(
             contacts.get(customer_id, []),
             sent_today=counts.get(customer_id, 0),
             limit=limits.get(customer_id),
+            preferences=prefs.get(customer_id),
         )
         member_rows(rows, shared, customer_id, plan_member(cascade, member, category, now), now)
     return rows
@@ -152,14 +158,14 @@ def _sent_today(session: Session, ids: list[str], category: str, now: datetime) 
 
 
 def _write(session: Session, rows: Rows) -> None:
-    """Core bulk inserts: one executemany per table, in the batch's transaction."""
+    """Bulk inserts (COPY on PostgreSQL) per table, in the batch's transaction."""
+    connection = session.connection()
     for table, values in (
         (Notification.__table__, rows.notifications),  # type: ignore[attr-defined]
         (Attempt.__table__, rows.attempts),  # type: ignore[attr-defined]
         (Event.__table__, rows.events),  # type: ignore[attr-defined]
     ):
-        if values:
-            session.execute(insert(table), values)
+        insert_rows(connection, table, values)
     written(session, rows.events)  # counted in the metrics once committed
 
 
