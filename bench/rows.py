@@ -89,7 +89,11 @@ def clones(
             aid = ids[a["id"]] = str(uuid.uuid4())
             fresh = {**a, "id": aid, "notification_id": nid, "idempotency_key": aid}
             fresh["provider_message_id"] = f"bench-{aid}" if a["provider_message_id"] else None
-            attempts.append(patch_attempt(i, fresh))
+            attempt = patch_attempt(i, fresh)
+            if "notification_created_at" in attempt:  # the copies stay the notification's
+                attempt["notification_created_at"] = notification["created_at"]
+                attempt["cascade"] = notification["cascade"]
+            attempts.append(attempt)
         events = (
             [
                 {**e, "notification_id": nid, "attempt_id": ids.get(e["attempt_id"])}

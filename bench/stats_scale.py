@@ -66,8 +66,8 @@ FINISHED_CHANNEL_BACKFILL = """UPDATE notification SET finished_channel = (
 NEW_INDEXES = {
     "ix_notification_created": "notification (created_at) "
     "INCLUDE (id, cascade, state, finished_channel, sms_step, cost)",
-    "ix_attempt_notification_outcome": "attempt (notification_id) "
-    "INCLUDE (channel, sent_at, delivered_at, read_at, cost, error_code)",
+    "ix_attempt_period": "attempt (notification_created_at) "
+    "INCLUDE (cascade, channel, sent_at, delivered_at, read_at, cost, error_code)",
     "ix_event_type_notification": "event (type, notification_id)",
     "ix_attempt_provider_delivered": "attempt (provider, delivered_at) INCLUDE (sent_at)",
 }
@@ -123,7 +123,8 @@ GENERATE = [
     FROM n""",
     # Attempts 0..k of each notification that was sent at all.
     """CREATE TEMP TABLE a AS
-    SELECT gen_random_uuid()::text AS aid, n.id, n.i, s AS step, n.channels[s + 1] AS channel,
+    SELECT gen_random_uuid()::text AS aid, n.id, n.i, n.created AS ncreated,
+        n.cascade AS ncascade, s AS step, n.channels[s + 1] AS channel,
         n.providers[s + 1] AS provider, n.waits[s + 1] AS wait_for, n.timeouts[s + 1] AS timeout,
         n.created + interval '1 minute' * s AS at, random() AS r, n.last,
         CASE WHEN n.last >= 0 THEN n.last WHEN n.last = -2 THEN 0
@@ -144,7 +145,7 @@ GENERATE = [
     """INSERT INTO attempt (id, notification_id, step, channel, provider, wait_for,
         timeout_seconds, state, idempotency_key, provider_message_id, due_at, published_at,
         claimed_at, sent_at, delivered_at, read_at, escalate_at, finished_at, tries, cost,
-        error_code, created_at)
+        error_code, created_at, notification_created_at, cascade)
     SELECT aid, id, step, channel, CASE WHEN provider = 'twilio' AND i %% 3 = 0 THEN 'smsru'
             ELSE provider END,
         wait_for, timeout,
@@ -160,7 +161,7 @@ GENERATE = [
         sent + interval '1 second' * timeout,
         CASE WHEN last <> -2 THEN at + interval '1 minute' END, 1,
         CASE WHEN channel = 'sms' AND NOT rejected THEN 0.05 ELSE 0 END,
-        CASE WHEN rejected THEN 'invalid_recipient' END, at
+        CASE WHEN rejected THEN 'invalid_recipient' END, at, ncreated, ncascade
     FROM a2""",
     "UPDATE notification SET cost = s.cost FROM (SELECT notification_id, sum(cost) AS cost "
     "FROM attempt GROUP BY notification_id HAVING sum(cost) > 0) AS s "

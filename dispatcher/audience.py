@@ -160,7 +160,9 @@ def member_rows(
         return
     first, attempt_id, due = plan.steps[0], str(uuid.uuid4()), planned.due
     part = content.get(first.channel.value)
-    rows.attempts.append(_attempt_row(attempt_id, nid, first.to_json(), due, now, part))
+    step = first.to_json()
+    cascade = shared.cascade.name
+    rows.attempts.append(_attempt_row(attempt_id, nid, cascade, step, due, now, part))
     if due > now:
         events.append(
             _event(
@@ -182,6 +184,7 @@ def member_rows(
 def _attempt_row(
     attempt_id: str,
     nid: str,
+    cascade: str,
     step: Mapping[str, Any],
     due: datetime,
     now: datetime,
@@ -215,4 +218,6 @@ def _attempt_row(
         "error_code": None,
         "error_detail": None,
         "created_at": now,
+        "notification_created_at": now,
+        "cascade": cascade,
     }

@@ -63,6 +63,8 @@ def create_attempt(
         due_at=due,
         published_at=now if due <= now else None,
         created_at=now,
+        notification_created_at=notification.created_at,
+        cascade=notification.cascade,
     )
     session.add(attempt)
     if due > now:

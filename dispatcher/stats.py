@@ -11,6 +11,8 @@ or delivered late (counted as ``late_receipts``).
 Every figure is aggregated by the database (GROUP BY, CASE, a median by
 ``percentile_cont`` on PostgreSQL and by window functions on SQLite), from indexes that
 cover the columns read: a handful of rows cross the wire whatever the period holds.
+Attempts carry their notification's ``created_at`` and ``cascade`` (copied when written),
+so the per-channel figures read one index of ``attempt`` without joining notifications.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ DONE = (
     NotificationState.DELIVERED.value,
     NotificationState.SENT.value,
 )
-#: PostgreSQL memory for this read-only transaction: the join of a period's attempts to its
-#: notifications hashes about 75 MB per million notifications; less spills to disk.
+#: PostgreSQL memory for this read-only transaction: the medians sort the period's read
+#: times per channel (about 12 MB per million reads); less spills to disk.
 WORK_MEM = "64MB"
 #: (state, finished_channel, sms_step, notifications, cost, SMS segments) of one group.
 Group = tuple[str, str | None, bool | None, int, float, int]
@@ -58,8 +60,11 @@ def _count_if(condition: Any) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def _joined(query: Any) -> Any:
-    return query.join(Notification, col(Notification.id) == col(Attempt.notification_id))
+def _attempts_in_period(query: Any, since: datetime, until: datetime, cascade: str | None) -> Any:
+    """Attempts of the period's notifications, from the copies they carry (no join)."""
+    created = col(Attempt.notification_created_at)
+    query = query.where(created >= since, created < until)
+    return query.where(Attempt.cascade == cascade) if cascade else query
 
 
 def _seconds_to_read(dialect: str) -> Any:
@@ -79,19 +84,17 @@ def _medians_to_read(
         query = sa_select(
             col(Attempt.channel), func.percentile_cont(0.5).within_group(seconds)
         ).group_by(col(Attempt.channel))
-        rows = session.execute(_in_period(_joined(query.where(*read)), since, until, cascade))
+        rows = session.execute(_attempts_in_period(query.where(*read), since, until, cascade))
         return {channel: round(float(value), 3) for channel, value in rows}
-    ranked = _in_period(
-        _joined(
-            sa_select(
-                col(Attempt.channel).label("channel"),
-                seconds.label("seconds"),
-                func.row_number()
-                .over(partition_by=col(Attempt.channel), order_by=seconds)
-                .label("rank"),
-                func.count().over(partition_by=col(Attempt.channel)).label("total"),
-            ).where(*read)
-        ),
+    ranked = _attempts_in_period(
+        sa_select(
+            col(Attempt.channel).label("channel"),
+            seconds.label("seconds"),
+            func.row_number()
+            .over(partition_by=col(Attempt.channel), order_by=seconds)
+            .label("rank"),
+            func.count().over(partition_by=col(Attempt.channel)).label("total"),
+        ).where(*read),
         since,
         until,
         cascade,
@@ -111,18 +114,14 @@ def channel_stats(
     groups: list[Group],
 ) -> list[dict[str, Any]]:
     rows = session.execute(
-        _in_period(
-            _joined(
-                sa_select(
-                    col(Attempt.channel),
-                    func.count(col(Attempt.sent_at)),
-                    func.count(col(Attempt.delivered_at)),
-                    func.count(col(Attempt.read_at)),
-                    func.sum(func.coalesce(Attempt.cost, 0.0)),
-                    _count_if(
-                        col(Attempt.error_code).is_not(None) & col(Attempt.sent_at).is_(None)
-                    ),
-                )
+        _attempts_in_period(
+            sa_select(
+                col(Attempt.channel),
+                func.count(col(Attempt.sent_at)),
+                func.count(col(Attempt.delivered_at)),
+                func.count(col(Attempt.read_at)),
+                func.sum(func.coalesce(Attempt.cost, 0.0)),
+                _count_if(col(Attempt.error_code).is_not(None) & col(Attempt.sent_at).is_(None)),
             ).group_by(col(Attempt.channel)),
             since,
             until,

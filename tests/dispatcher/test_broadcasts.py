@@ -92,6 +92,9 @@ def test_id_list_fans_out_in_batches_with_single_send_rules(make: Make):
     }
     assert (got["opted_out"], got["sent"], got["scheduled"], got["in_progress"]) == (1, 2, 1, 3)
     assert got["state"] == "sending"
+    # The fan-out's attempts count in the stats of their cascade (they carry its name).
+    stats = api.get("/v1/stats", params={"cascade": "basic"}).json()
+    assert [(c["channel"], c["sent"]) for c in stats["channels"]] == [("push", 2)]
 
 
 def test_a_batch_done_twice_creates_nothing_twice(make: Make):
