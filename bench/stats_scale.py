@@ -68,6 +68,9 @@ NEW_INDEXES = {
     "INCLUDE (id, cascade, state, finished_channel, sms_step, cost)",
     "ix_attempt_period": "attempt (notification_created_at) "
     "INCLUDE (cascade, channel, sent_at, delivered_at, read_at, cost, error_code)",
+    "ix_attempt_period_read": "attempt (notification_created_at) "
+    "INCLUDE (cascade, channel, sent_at, read_at) "
+    "WHERE read_at IS NOT NULL AND sent_at IS NOT NULL",
     "ix_event_type_notification": "event (type, notification_id)",
     "ix_attempt_provider_delivered": "attempt (provider, delivered_at) INCLUDE (sent_at)",
 }

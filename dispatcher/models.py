@@ -119,6 +119,7 @@ def timer_predicate(prefix: str = "") -> str:
 
 TIMER_PREDICATE = timer_predicate()
 OPEN_PREDICATE = "state IN ('accepted', 'in_progress')"
+READ_PREDICATE = "read_at IS NOT NULL AND sent_at IS NOT NULL"
 
 
 class Notification(SQLModel, table=True):
@@ -209,6 +210,14 @@ class Attempt(SQLModel, table=True):
                 "cost",
                 "error_code",
             ],
+        ),
+        # /v1/stats: the medians read only the period's read attempts.
+        Index(
+            "ix_attempt_period_read",
+            "notification_created_at",
+            postgresql_include=["cascade", "channel", "sent_at", "read_at"],
+            postgresql_where=text(READ_PREDICATE),
+            sqlite_where=text(READ_PREDICATE),
         ),
         # Receipt latency per provider over a window of delivery times.
         Index(
