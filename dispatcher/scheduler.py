@@ -5,6 +5,12 @@ a backlog of sends (a sweep message in the workers' queues would wait, or expire
 exactly when escalations matter most), and a tick that found nothing leaves no
 trace in Flower or the logs.
 
+Cadence: a full pass every ``CASCADE_SWEEP_INTERVAL`` seconds, counted from the start
+of the previous one (so a slow pass does not push every timer later); a pass that
+escalated a full batch is followed at once by the next; and in between, beat wakes
+when the earliest live timer falls due and escalates only the timers, so an escalation
+waits for its timer, not for the next full pass.
+
 Several beats may run (a standby on another host): a lease in Redis (``SET NX PX``,
 renewed by its holder only) lets exactly one sweep. Every change the sweep makes
 is a compare-and-set, so if Redis cannot be reached each beat sweeps anyway:
@@ -23,9 +29,11 @@ import redis
 
 from dispatcher.readiness import mark_swept
 from dispatcher.runtime import Runtime
-from dispatcher.sweep import SweepReport, sweep
+from dispatcher.sweep import SweepReport, escalate_due, next_timer, sweep
 
 log = logging.getLogger(__name__)
+#: Shortest sleep between two passes: a timer already due waits at least this long.
+MIN_PAUSE = 0.05
 
 #: Acquire the lease if free, renew it if ours; 1 when held by us afterwards.
 _HOLD = """
@@ -100,14 +108,40 @@ class Scheduler:
             log.info("sweep %s", busy)
         return report
 
+    def timers(self) -> int:
+        """Between full passes, while leading: escalate the timers that fell due."""
+        return escalate_due(self.rt) if self.leading else 0
+
+    def pause(self, next_full: float) -> float:
+        """Seconds to sleep: until the next full pass, or the next timer if that is sooner."""
+        until_full = max(0.0, next_full - time.monotonic())
+        if not self.leading or until_full <= MIN_PAUSE:
+            return until_full
+        due = next_timer(self.rt)
+        if due is None:
+            return until_full
+        until_due = (due - self.rt.now()).total_seconds()
+        return min(until_full, max(MIN_PAUSE, until_due))
+
     def run(self, stop: threading.Event) -> None:
+        """A full pass every ``interval`` (at once again if it left due timers behind); in
+        between, wake when the next timer falls due and escalate just the timers."""
+        next_full = time.monotonic()
         while not stop.is_set():
-            started = time.monotonic()
             try:
-                self.tick()
+                if time.monotonic() >= next_full:
+                    started = time.monotonic()
+                    report = self.tick()
+                    more = report is not None and report.escalated >= self.rt.settings.sweep_batch
+                    next_full = time.monotonic() if more else started + self.interval
+                else:
+                    self.timers()
+                pause = self.pause(next_full)
             except Exception as exc:  # the database is away: try again next tick
                 log.warning("sweep failed", extra={"error": type(exc).__name__})
-            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                pause = max(0.0, next_full - time.monotonic()) or self.interval
+                next_full = time.monotonic() + pause
+            stop.wait(pause)
         with contextlib.suppress(redis.RedisError, OSError):
             self.lease.release()
 

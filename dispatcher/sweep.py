@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -96,6 +96,21 @@ def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
         report.republished = _republish(rt, work, batch)
     report.fan_outs = restart_stalled(rt, now)
     return report
+
+
+def escalate_due(rt: Runtime, now: datetime | None = None) -> int:
+    """Only the timers of a pass (with their stored receipts): what beat runs when a timer
+    falls due between two full passes."""
+    with unit_of_work(rt, now) as work:
+        return _escalate(work, rt.settings.sweep_batch)
+
+
+def next_timer(rt: Runtime) -> datetime | None:
+    """When the earliest live timer falls due (one probe of the timer index)."""
+    with session_scope(rt.engine) as session:
+        return session.exec(
+            select(func.min(Attempt.escalate_at)).where(text(timer_predicate()))
+        ).one()
 
 
 def _expire(work: Work, batch: int) -> int:

@@ -8,18 +8,25 @@ compare-and-set and nothing follows for it.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
 
+import redis
 from sqlmodel import Session, col, select
 
 from dispatcher.decisions import on_timeout
 from dispatcher.lifecycle import apply_many
 from dispatcher.models import Attempt, Event, Notification
+from dispatcher.scheduler import MIN_PAUSE, Lease, Scheduler
 from dispatcher.sweep import sweep
 from dispatcher.work import Work
 from tests.support.clock import FakeClock
 from tests.support.dispatching import Make, drain, pending_bells
 from tests.support.scenario import PHONE, PUSH_TOKEN, attempts, put_customer, receipt, send
+from tests.support.waiting import wait_until
 
 PUSH_AND_SMS = [{"channel": "push", "address": PUSH_TOKEN}, {"channel": "sms", "address": PHONE}]
 MANY = 25
@@ -79,3 +86,47 @@ def test_an_attempt_that_moved_on_loses_the_batched_compare_and_set(make: Make, 
     assert attempts(api, ids[1]) == [("push", "read")]
     assert attempts(api, ids[0]) == [("push", "escalated"), ("sms", "pending")]
     assert attempts(api, ids[2]) == [("push", "escalated"), ("sms", "pending")]
+
+
+def test_beat_wakes_for_a_timer_due_before_the_next_full_pass(
+    make: Make, clock: FakeClock, redis_url: str
+):
+    """Full passes 30 s apart: a timer due 0.3 s after the first one still escalates at once."""
+    runtime, api = make()
+    put_customer(api, "soon", contacts=PUSH_AND_SMS)
+    nid = send(api, "soon")["id"]
+    drain(runtime)  # the push is sent; its timer falls due 60 s later
+    started = time.monotonic()
+    base = clock() + timedelta(seconds=59.7)
+    following = replace(runtime, clock=lambda: base + timedelta(seconds=time.monotonic() - started))
+    scheduler = Scheduler(following, Lease(redis.Redis.from_url(redis_url), "test:wake", 60), 30)
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(
+            lambda: attempts(api, nid) == [("push", "escalated"), ("sms", "pending")],
+            timeout=10,
+            what="the escalation",
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert time.monotonic() - started < 10  # not at the next full pass, 30 s later
+
+
+def test_pause_is_until_the_next_timer_or_the_next_full_pass(make: Make, clock: FakeClock):
+    runtime, api = make()
+    scheduler = Scheduler(runtime, Lease(redis.Redis(), "unused", 60), 1)
+    scheduler.leading = True
+    full = time.monotonic() + 0.9
+    assert 0.85 < scheduler.pause(full) <= 0.9  # no timer at all
+    put_customer(api, "later", contacts=PUSH_AND_SMS)
+    send(api, "later")
+    drain(runtime)
+    clock.advance(59.7)
+    assert 0.25 < scheduler.pause(full) <= 0.3  # the push's timer, 0.3 s away
+    clock.advance(5)
+    assert scheduler.pause(full) == MIN_PAUSE  # overdue: at once, but never a busy loop
+    scheduler.leading = False
+    assert 0.5 < scheduler.pause(full) <= 0.9  # standing by: only the full pass's lease try
