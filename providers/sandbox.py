@@ -131,6 +131,7 @@ class SandboxProvider:
                 "reference": message.reference,
                 "idempotency_key": message.idempotency_key,
                 "provider_message_id": result.provider_message_id,
+                "at": time.time(),  #: when the "provider" took it (rate checks)
             }
         )
         # One write() of one line with O_APPEND is atomic across worker processes.

@@ -77,7 +77,8 @@ def world(
     env["CASCADE_CHANNELS"] = json.dumps(channels)
     env["CASCADE_PROVIDERS"] = json.dumps(providers)
     for key, value in overrides.items():
-        env[f"CASCADE_{key.upper()}"] = str(value)
+        complex_ = isinstance(value, dict | list)  # as pydantic-settings reads them: JSON
+        env[f"CASCADE_{key.upper()}"] = json.dumps(value) if complex_ else str(value)
     log = data / "worker.log"
     with ExitStack() as stack:
         stack.callback(runtime.close)  # last: after the API server has stopped
