@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, text
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -106,11 +106,21 @@ def escalate_due(rt: Runtime, now: datetime | None = None) -> int:
 
 
 def next_timer(rt: Runtime) -> datetime | None:
-    """When the earliest live timer falls due (one probe of the timer index)."""
+    """When the earliest live timer of an open notification falls due (the timer index
+    read in order: the same rows :func:`_escalate` picks)."""
     with session_scope(rt.engine) as session:
+        # ORDER BY ... LIMIT 1, not min(): the planner then walks the index in order
+        # (min() over the join was planned as a hash join of every open notification).
         return session.exec(
-            select(func.min(Attempt.escalate_at)).where(text(timer_predicate()))
-        ).one()
+            select(Attempt.escalate_at)
+            .join(Notification, col(Notification.id) == col(Attempt.notification_id))
+            .where(
+                text(timer_predicate("attempt.")),
+                col(Notification.state).in_([s.value for s in OPEN_STATES]),
+            )
+            .order_by(col(Attempt.escalate_at))
+            .limit(1)
+        ).first()
 
 
 def _expire(work: Work, batch: int) -> int:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import redis
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from dispatcher.decisions import on_timeout
@@ -121,6 +122,18 @@ def test_pause_is_until_the_next_timer_or_the_next_full_pass(make: Make, clock: 
     scheduler.leading = True
     full = time.monotonic() + 0.9
     assert 0.85 < scheduler.pause(full) <= 0.9  # no timer at all
+    put_customer(api, "closed", contacts=PUSH_AND_SMS)
+    closed = send(api, "closed")["id"]
+    drain(runtime)
+    assert api.post(f"/v1/notifications/{closed}/cancel").status_code == 200
+    with Session(runtime.engine) as session:  # a timer left on a closed one (older rows)
+        session.execute(
+            update(Attempt)
+            .where(col(Attempt.notification_id) == closed)
+            .values(escalate_at=clock() - timedelta(seconds=1))
+        )
+        session.commit()
+    assert 0.8 < scheduler.pause(full) <= 0.9  # never picked: no reason to wake
     put_customer(api, "later", contacts=PUSH_AND_SMS)
     send(api, "later")
     drain(runtime)
