@@ -4,8 +4,9 @@ Where ``POST /v1/broadcasts`` does not exist (an older build), the row says
 so. When it exists: ``size`` customers (clones of a bench customer and its contacts)
 are written, one broadcast to all of them is posted with their ids, and
 ``GET /v1/broadcasts/{id}`` is polled until ``created`` reaches ``size`` (or a cap).
-Baseline: Core bulk inserts of notifications (with attempts and events) into the same
-database, as measured while filling it for figures 7 and 9.
+Baseline: bulk inserts of notifications (with attempts and events) into the same
+database, as measured while filling it for figures 7 and 9 (``bench.rows.insert``: COPY on
+PostgreSQL, the way the fan-out writes).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def rows(backend: str, result: Fanout, insert_rate: float, size: int) -> list[Ro
             "8",
             f"broadcast fan-out to {size:,} customers, created/s",
             backend,
-            "Core bulk insert (notification + attempt + events)",
+            "bulk insert, COPY (notification + attempt + events)",
             insert_rate,
             result.per_second,
             "/s",
