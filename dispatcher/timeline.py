@@ -98,15 +98,20 @@ def load(session: Session, notification_id: str) -> dict[str, Any] | None:
     notification = session.get(Notification, notification_id)
     if notification is None:
         return None
+    return build(notification, *rows_of(session, notification.id))
+
+
+def rows_of(session: Session, notification_id: str) -> tuple[Sequence[Attempt], Sequence[Event]]:
+    """A notification's attempts in step order and its history in order."""
     attempts = session.exec(
         select(Attempt)
-        .where(Attempt.notification_id == notification.id)
+        .where(Attempt.notification_id == notification_id)
         .order_by(col(Attempt.step))
     ).all()
     events = session.exec(
-        select(Event).where(Event.notification_id == notification.id).order_by(col(Event.id))
+        select(Event).where(Event.notification_id == notification_id).order_by(col(Event.id))
     ).all()
-    return build(notification, attempts, events)
+    return attempts, events
 
 
 def recent(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.openapi import problems
@@ -15,7 +15,7 @@ from dispatcher.customers import FieldError
 from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import Accepted, IdempotencyConflict, Request, accept_round
 from dispatcher.lifecycle import finish
-from dispatcher.models import Attempt, Event, Notification
+from dispatcher.models import Notification
 from dispatcher.schemas import (
     AttemptOut,
     EventOut,
@@ -25,6 +25,7 @@ from dispatcher.schemas import (
     StepOut,
 )
 from dispatcher.states import OPEN_STATES, NotificationState
+from dispatcher.timeline import rows_of
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
@@ -105,14 +106,7 @@ def get_notification(
 ) -> NotificationOut:
     """State, resolved steps, attempts, events and cost of one notification."""
     notification = _load(session, notification_id)
-    attempts = session.exec(
-        select(Attempt)
-        .where(Attempt.notification_id == notification.id)
-        .order_by(col(Attempt.step))
-    ).all()
-    events = session.exec(
-        select(Event).where(Event.notification_id == notification.id).order_by(col(Event.id))
-    ).all()
+    attempts, events = rows_of(session, notification.id)
     base = accepted_out(notification)
     return NotificationOut(
         **base.model_dump(),

@@ -51,16 +51,24 @@ def _submit_all(
     return results, threads
 
 
-def test_callers_arriving_while_a_round_runs_share_the_next_round():
-    recorder = Recorder()
-    batch: Batch[int, int] = Batch(recorder)
-    first, first_threads = _submit_all(batch, [1])
+def _behind_a_running_round(
+    batch: Batch[int, int], recorder: Recorder, first: int, items: list[int]
+) -> tuple[dict[int, object], dict[int, object]]:
+    """Submit ``first`` and hold its round; queue ``items`` behind it; release; results."""
+    first_results, first_threads = _submit_all(batch, [first])
     assert recorder.running.wait(10)
-    results, threads = _submit_all(batch, list(range(2, 10)))
-    _until(lambda: batch.queued() == 8)
+    results, threads = _submit_all(batch, items)
+    _until(lambda: batch.queued() == len(items))
     recorder.gate.set()
     for thread in first_threads + threads:
         thread.join(10)
+    return first_results, results
+
+
+def test_callers_arriving_while_a_round_runs_share_the_next_round():
+    recorder = Recorder()
+    batch: Batch[int, int] = Batch(recorder)
+    first, results = _behind_a_running_round(batch, recorder, 1, list(range(2, 10)))
     assert recorder.rounds[0] == [1]
     assert sorted(recorder.rounds[1]) == list(range(2, 10))  # one round for all eight
     assert len(recorder.rounds) == 2
@@ -84,13 +92,7 @@ def test_a_caller_alone_runs_at_once():
 def test_a_round_is_cut_at_the_limit():
     recorder = Recorder()
     batch: Batch[int, int] = Batch(recorder, limit=3)
-    _, first_threads = _submit_all(batch, [0])
-    assert recorder.running.wait(10)
-    results, threads = _submit_all(batch, list(range(1, 8)))
-    _until(lambda: batch.queued() == 7)
-    recorder.gate.set()
-    for thread in first_threads + threads:
-        thread.join(10)
+    _, results = _behind_a_running_round(batch, recorder, 0, list(range(1, 8)))
     assert [len(r) for r in recorder.rounds] == [1, 3, 3, 1]
     assert results == {i: i * 2 for i in range(1, 8)}
 
