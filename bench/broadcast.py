@@ -73,19 +73,22 @@ def fanout(stack: Stack, api_port: int, size: int, cap: float) -> Fanout:
             return Fanout(0, None, "n/a (no broadcasts endpoint)")
         _customers(stack, size)
         body["audience"] = {"customer_ids": [f"{PREFIX}{i}" for i in range(size)]}
-        started = time.perf_counter()
-        answer = client.post("/v1/broadcasts", json=body)
-        if answer.status_code == 404:
-            return Fanout(0, None, "n/a (no broadcasts endpoint)")
-        if answer.status_code >= 300:
-            return Fanout(0, None, f"n/a (POST answered {answer.status_code}: {answer.text[:120]})")
-        broadcast_id = answer.json()["id"]
-        created, deadline = 0, time.monotonic() + cap
-        while created < size and time.monotonic() < deadline:
-            time.sleep(0.5)
-            progress = client.get(f"/v1/broadcasts/{broadcast_id}").json()
-            created = int(progress.get("created", 0))
-        seconds = time.perf_counter() - started
+        worker = stack.worker()  # runs the fan-out batches (engine queue)
+        try:
+            started = time.perf_counter()
+            answer = client.post("/v1/broadcasts", json=body)
+            if answer.status_code >= 300:
+                note = f"n/a (POST answered {answer.status_code}: {answer.text[:120]})"
+                return Fanout(0, None, note)
+            broadcast_id = answer.json()["id"]
+            created, deadline = 0, time.monotonic() + cap
+            while created < size and time.monotonic() < deadline:
+                time.sleep(0.5)
+                progress = client.get(f"/v1/broadcasts/{broadcast_id}").json()
+                created = int(progress.get("created", 0))
+            seconds = time.perf_counter() - started
+        finally:
+            stack.stop(worker)
     return Fanout(created, created / seconds, f"{created:,} of {size:,} created in {seconds:.0f} s")
 
 

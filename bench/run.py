@@ -27,7 +27,7 @@ from bench.table import Row, header, render, write
 @dataclass
 class Sizes:
     noop: int = 10_000
-    waits: int = 50
+    waits: int = 2_000  #: as many as figure 5 sends: fewer would measure latency, not rate
     api_seconds: float = 20
     e2e_cap: float = 60
     sends: int = 2_000
@@ -43,7 +43,7 @@ class Sizes:
     def from_args(cls, args: argparse.Namespace) -> Sizes:
         sizes = cls()
         if args.quick:
-            sizes = cls(1_000, 10, 5, 20, 300, 20, 1_000, 10, 2_000, 2_000, 10_000)
+            sizes = cls(1_000, 300, 5, 20, 300, 20, 1_000, 10, 2_000, 2_000, 10_000)
         if args.full:
             sizes.large = 1_000_000
         sizes.timers = args.timers or sizes.timers
