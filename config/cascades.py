@@ -23,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from config.durations import Duration, format_duration, parse_duration
+from config.cascade_rules import cascade_problems
+from config.durations import Duration, parse_duration
 from config.problems import (
     CascadeConfigError as CascadeConfigError,  # re-exported: callers catch it from here
 )
@@ -44,7 +45,7 @@ from config.templates import (
     sample_data,
     variables,
 )
-from providers.base import CHANNEL_SIGNALS, PAID_CHANNELS, Channel, Signal
+from providers.base import PAID_CHANNELS, Channel, Signal
 
 #: A cascade without ``ttl`` keeps trying for this long, or for the sum of its step
 #: timeouts when that is longer (so every step is tried and quiet hours can postpone).
@@ -181,74 +182,6 @@ class Cascade(BaseModel):
 
     def is_paid(self, channel: Channel) -> bool:
         return channel in PAID_CHANNELS
-
-
-def cascade_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
-    """Cross-field rules, all reported at once as (field path, message)."""
-    problems: list[tuple[list[str | int], str]] = []
-    seen: set[Channel] = set()
-    for index, step in enumerate(cascade.steps):
-        for member in step.members():
-            if member.channel in seen:
-                problems.append((["steps", index, "channel"], f"{member.channel} appears twice"))
-            seen.add(member.channel)
-            wait_for = member.wait_for or step.wait_for
-            if wait_for not in CHANNEL_SIGNALS[member.channel]:
-                can = ", ".join(sorted(s.value for s in CHANNEL_SIGNALS[member.channel]))
-                problems.append(
-                    (
-                        ["steps", index, "wait_for"],
-                        f"{member.channel} cannot report '{wait_for}' (it can report: {can})",
-                    )
-                )
-    total = sum((step.timeout for step in cascade.steps), timedelta(0))
-    if cascade.ttl < total:
-        problems.append(
-            (
-                ["ttl"],
-                f"{format_duration(cascade.ttl)} is shorter than the sum of the step timeouts "
-                f"({format_duration(total)}): later steps would never be tried",
-            )
-        )
-    for name, per_channel in cascade.templates.items():
-        for channel in cascade.channels():
-            if channel not in per_channel and "any" not in per_channel:
-                problems.append((["templates", name], f"no template for channel {channel}"))
-    problems += _locale_problems(cascade)
-    return problems
-
-
-def _locale_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
-    """Each locale variant names a template the default has, and covers every channel."""
-    problems: list[tuple[list[str | int], str]] = []
-    if cascade.default_locale in cascade.locales:
-        problems.append(
-            (
-                ["locales", cascade.default_locale],
-                f"{cascade.default_locale} is the default_locale: its text is 'templates'",
-            )
-        )
-    for locale, named in cascade.locales.items():
-        for name, per_channel in named.items():
-            if name not in cascade.templates:
-                problems.append(
-                    (
-                        ["locales", locale, name],
-                        f"template {name!r} has no default variant in 'templates'",
-                    )
-                )
-            for channel in cascade.channels():
-                if channel not in per_channel and "any" not in per_channel:
-                    problems.append(
-                        (
-                            ["locales", locale, name],
-                            f"locale {locale} does not cover channel {channel}",
-                        )
-                    )
-    for name in cascade.samples:
-        if name not in cascade.templates:
-            problems.append((["samples", name], f"no template {name!r} to sample"))
-    return problems
 
 
 def load_file(path: Path, available: Collection[Channel] | None = None) -> Cascade:

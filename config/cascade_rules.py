@@ -1,0 +1,85 @@
+"""Cross-field rules of a cascade file, all reported at once as (field path, message).
+
+The schema (:mod:`config.cascades`) checks each field; these check fields against each
+other: a channel twice, a signal a channel cannot report, a TTL shorter than the steps,
+templates and locale variants that do not cover every channel.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from config.durations import format_duration
+from providers.base import CHANNEL_SIGNALS, Channel
+
+if TYPE_CHECKING:
+    from config.cascades import Cascade
+
+
+def cascade_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
+    """Cross-field rules, all reported at once as (field path, message)."""
+    problems: list[tuple[list[str | int], str]] = []
+    seen: set[Channel] = set()
+    for index, step in enumerate(cascade.steps):
+        for member in step.members():
+            if member.channel in seen:
+                problems.append((["steps", index, "channel"], f"{member.channel} appears twice"))
+            seen.add(member.channel)
+            wait_for = member.wait_for or step.wait_for
+            if wait_for not in CHANNEL_SIGNALS[member.channel]:
+                can = ", ".join(sorted(s.value for s in CHANNEL_SIGNALS[member.channel]))
+                problems.append(
+                    (
+                        ["steps", index, "wait_for"],
+                        f"{member.channel} cannot report '{wait_for}' (it can report: {can})",
+                    )
+                )
+    total = sum((step.timeout for step in cascade.steps), timedelta(0))
+    if cascade.ttl < total:
+        problems.append(
+            (
+                ["ttl"],
+                f"{format_duration(cascade.ttl)} is shorter than the sum of the step timeouts "
+                f"({format_duration(total)}): later steps would never be tried",
+            )
+        )
+    for name, per_channel in cascade.templates.items():
+        for channel in cascade.channels():
+            if channel not in per_channel and "any" not in per_channel:
+                problems.append((["templates", name], f"no template for channel {channel}"))
+    problems += _locale_problems(cascade)
+    return problems
+
+
+def _locale_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
+    """Each locale variant names a template the default has, and covers every channel."""
+    problems: list[tuple[list[str | int], str]] = []
+    if cascade.default_locale in cascade.locales:
+        problems.append(
+            (
+                ["locales", cascade.default_locale],
+                f"{cascade.default_locale} is the default_locale: its text is 'templates'",
+            )
+        )
+    for locale, named in cascade.locales.items():
+        for name, per_channel in named.items():
+            if name not in cascade.templates:
+                problems.append(
+                    (
+                        ["locales", locale, name],
+                        f"template {name!r} has no default variant in 'templates'",
+                    )
+                )
+            for channel in cascade.channels():
+                if channel not in per_channel and "any" not in per_channel:
+                    problems.append(
+                        (
+                            ["locales", locale, name],
+                            f"locale {locale} does not cover channel {channel}",
+                        )
+                    )
+    for name in cascade.samples:
+        if name not in cascade.templates:
+            problems.append((["samples", name], f"no template {name!r} to sample"))
+    return problems
