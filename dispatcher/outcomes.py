@@ -105,24 +105,35 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
         ids = [attempt_id for attempt_id, _, _ in items]
         attempts = {a.id: a for a in session.exec(select(Attempt).where(col(Attempt.id).in_(ids)))}
         notification_ids = {a.notification_id for a in attempts.values()}
-        # Held for the whole round: the session's identity map is weak, and the receipts
-        # applied below would otherwise read each notification again.
-        notifications = list(
-            session.exec(select(Notification).where(col(Notification.id).in_(notification_ids)))
-        )
+        # Held in this dict for the whole round: the session's identity map is weak, and
+        # the receipts applied below would otherwise read each notification again.
+        notifications = {
+            n.id: n
+            for n in session.exec(
+                select(Notification).where(col(Notification.id).in_(notification_ids))
+            )
+        }
         words: list[str] = []
         sent: list[Attempt] = []
         for attempt_id, token, outcome in items:
-            word = record_outcome(rt, work, attempts[attempt_id], token, outcome)
+            attempt = attempts[attempt_id]
+            notification = notifications[attempt.notification_id]
+            word = record_outcome(rt, work, notification, attempt, token, outcome)
             words.append(word)
             if word != "claim_lost" and outcome.result is not None:
-                sent.append(attempts[attempt_id])
+                sent.append(attempt)
         apply_waiting(work, sent)
-        del notifications
     return words
 
 
-def record_outcome(rt: Runtime, work: Work, attempt: Attempt, token: str, outcome: Outcome) -> str:
+def record_outcome(
+    rt: Runtime,
+    work: Work,
+    notification: Notification,
+    attempt: Attempt,
+    token: str,
+    outcome: Outcome,
+) -> str:
     """Record the outcome of a claimed send; returns a short outcome word.
 
     The caller applies the receipts that wait for the attempt afterwards
@@ -134,8 +145,6 @@ def record_outcome(rt: Runtime, work: Work, attempt: Attempt, token: str, outcom
         # The sweep declared this claim stale meanwhile; its decision stands.
         log.warning("claim lost before recording", extra={"attempt_id": attempt.id})
         return "claim_lost"
-    notification = session.get(Notification, attempt.notification_id)
-    assert notification is not None
     if report.invalid_address:
         mark_contact_invalid(session, attempt.contact_id, report.code or "invalid", work.now)
     if report.code == TEMPLATE_REQUIRED:

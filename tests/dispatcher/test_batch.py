@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 
 from dispatcher.batch import Batch
-
-
-def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.001)
+from tests.support.waiting import wait_until
 
 
 class Recorder:
@@ -58,7 +51,7 @@ def _behind_a_running_round(
     first_results, first_threads = _submit_all(batch, [first])
     assert recorder.running.wait(10)
     results, threads = _submit_all(batch, items)
-    _until(lambda: batch.queued() == len(items))
+    wait_until(lambda: batch.queued() == len(items), timeout=10, what="the callers to queue")
     recorder.gate.set()
     for thread in first_threads + threads:
         thread.join(10)
@@ -114,7 +107,7 @@ def test_a_failing_item_fails_only_its_own_caller():
     _, first_threads = _submit_all(batch, [1])
     assert running.wait(10)
     results, threads = _submit_all(batch, [12, 13, 14])
-    _until(lambda: batch.queued() == 3)
+    wait_until(lambda: batch.queued() == 3, timeout=10, what="the callers to queue")
     gate.set()
     for thread in first_threads + threads:
         thread.join(10)

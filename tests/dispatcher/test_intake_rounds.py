@@ -13,18 +13,19 @@ from dispatcher.customers import FieldError
 from dispatcher.intake import Request, accept_round
 from dispatcher.models import Notification
 from dispatcher.publisher import RecordingPublisher
+from dispatcher.runtime import Runtime
 from dispatcher.schemas import NotificationIn
 from tests.support.dispatching import Make
 from tests.support.scenario import TEXT, put_customer, show
 
 
 def _request(
-    runtime: object, customer: str, cascade: str = "basic", key: str | None = None
+    runtime: Runtime, customer: str, cascade: str = "basic", key: str | None = None
 ) -> Request:
     body = NotificationIn.model_validate(
         {"customer_id": customer, "cascade": cascade, "content": {"text": TEXT}}
     )
-    return Request(body, "key-1", key, runtime.now())  # type: ignore[attr-defined]
+    return Request(body, "key-1", key, runtime.now())
 
 
 def test_one_round_accepts_every_request_and_rings_after_commit(make: Make):
