@@ -374,3 +374,8 @@ class BroadcastMember(SQLModel, table=True):
 
     broadcast_id: str = Field(primary_key=True, max_length=36)
     customer_id: str = Field(primary_key=True, max_length=128)
+
+
+from dispatcher import rollup_tables as _rollup_tables  # noqa: E402 - the stats rollup's tables
+
+del _rollup_tables

@@ -141,6 +141,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "rebuild":
+        from dispatcher.db import get_engine
+        from dispatcher.rollup_ledger import rebuild_all
+
+        rebuild_all(get_engine(settings.effective_database_url))
+        print("dispatcher: stats rollup rebuilt from the notifications and attempts")
+        return 0
     with connect(args, settings) as client:
         stats = client.stats(since=args.since, cascade=args.cascade)
     print(
@@ -203,7 +210,11 @@ def add_commands(sub: Any) -> None:
         parents=[api],
         help="show delivery statistics per channel",
         description="Per channel: sent, delivered, read, failed, read rate, cost; money saved "
-        "against sending every notification by SMS.",
+        "against sending every notification by SMS. `dispatcher stats rebuild` recomputes "
+        "the stats rollup from the rows, on the database (not through the API).",
+    )
+    stats.add_argument(
+        "action", nargs="?", choices=["rebuild"], help="rebuild: recompute the stats rollup"
     )
     stats.add_argument("--since", default="24h", help="a span back from now (1h, 7d) or a time")
     stats.add_argument("--cascade", help="only this cascade")

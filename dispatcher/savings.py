@@ -44,7 +44,7 @@ def bucket_for(since: datetime, until: datetime, bucket: Bucket | None) -> Bucke
     return "hour" if until - since <= HOURLY_UP_TO else "day"
 
 
-def _bucket_start(dialect: str, bucket: Bucket) -> Any:
+def bucket_start(dialect: str, bucket: Bucket) -> Any:
     """The UTC start of a notification's bucket as ``YYYY-MM-DDTHH:00:00`` text."""
     pg_format, sqlite_format = _FORMATS[bucket]
     if dialect == "postgresql":
@@ -59,7 +59,7 @@ def _in_period(query: Any, since: datetime, until: datetime, cascade: str | None
     return query.where(Notification.cascade == cascade) if cascade else query
 
 
-def _unflagged_by_sms(
+def unflagged_by_sms(
     session: Session, start: Any, since: datetime, until: datetime, cascade: str | None
 ) -> dict[str, int]:
     """Per bucket: notifications without ``sms_step`` whose resolved steps include SMS."""
@@ -87,7 +87,7 @@ def series(
     Read from the columns ``ix_notification_created`` covers; rows written without
     ``sms_step`` (none since its migration) are looked up in their steps separately.
     """
-    start = _bucket_start(session.get_bind().dialect.name, bucket).label("start")
+    start = bucket_start(session.get_bind().dialect.name, bucket).label("start")
     reached = col(Notification.state) != NotificationState.SUPPRESSED.value
     flag = col(Notification.sms_step)
     query = sa_select(
@@ -99,17 +99,37 @@ def series(
     ).group_by(start)
     rows = session.execute(_in_period(query, since, until, cascade).order_by(start)).all()
     unflagged = (
-        _unflagged_by_sms(session, start, since, until, cascade) if any(n for *_, n in rows) else {}
+        unflagged_by_sms(session, start, since, until, cascade) if any(n for *_, n in rows) else {}
     )
+    return series_figures(
+        [
+            (
+                datetime.fromisoformat(moment).replace(tzinfo=UTC),
+                int(count),
+                float(cost),
+                int(could_sms) + unflagged.get(moment, 0),
+            )
+            for moment, count, cost, could_sms, _ in rows
+        ],
+        sms_cost,
+    )
+
+
+#: (bucket start, notifications, cost, of them could have gone by SMS) of one bucket.
+SeriesRow = tuple[datetime, int, float, int]
+
+
+def series_figures(rows: list[SeriesRow], sms_cost: float) -> list[dict[str, Any]]:
+    """The ``series`` list of ``/v1/stats`` from per bucket sums, in bucket order."""
     result = []
     saved_so_far = 0.0
-    for moment, count, cost, could_sms, _ in rows:
-        sms_only = round((int(could_sms) + unflagged.get(moment, 0)) * sms_cost, 6)
+    for moment, count, cost, could_sms in sorted(rows):
+        sms_only = round(could_sms * sms_cost, 6)
         saved = round(sms_only - float(cost), 6)
         saved_so_far = round(saved_so_far + saved, 6)
         result.append(
             {
-                "start": datetime.fromisoformat(moment).replace(tzinfo=UTC),
+                "start": moment,
                 "notifications": int(count),
                 "cost": round(float(cost), 6),
                 "sms_only_cost": sms_only,

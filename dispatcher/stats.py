@@ -106,6 +106,35 @@ def _medians_to_read(
     return {channel: round(float(value), 3) for channel, value in rows}
 
 
+#: (channel, sent, delivered, read, cost, failed) of one channel over a period.
+ChannelRow = tuple[str, int, int, int, float, int]
+
+
+def channel_figures(
+    rows: list[ChannelRow], medians: dict[str, float], finished: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The ``channels`` list of ``/v1/stats`` from the per channel sums."""
+    total_finished = sum(finished.values())
+    result = []
+    for channel, sent, delivered, read, cost, failed in sorted(rows):
+        result.append(
+            {
+                "channel": channel,
+                "sent": sent,
+                "delivered": delivered,
+                "read": read,
+                "failed": int(failed),
+                "delivery_rate": _rate(delivered, sent),
+                "read_rate": _rate(read, sent),
+                "median_seconds_to_read": medians.get(channel),
+                "cost": round(float(cost or 0.0), 6),
+                "finished_here": finished.get(channel, 0),
+                "finished_share": _rate(finished.get(channel, 0), total_finished),
+            }
+        )
+    return result
+
+
 def channel_stats(
     session: Session,
     since: datetime,
@@ -129,26 +158,12 @@ def channel_stats(
         )
     ).all()
     medians = _medians_to_read(session, since, until, cascade)
-    finished = _finished_on(session, since, until, cascade, groups)
-    total_finished = sum(finished.values())
-    result = []
-    for channel, sent, delivered, read, cost, failed in sorted(rows):
-        result.append(
-            {
-                "channel": channel,
-                "sent": sent,
-                "delivered": delivered,
-                "read": read,
-                "failed": int(failed),
-                "delivery_rate": _rate(delivered, sent),
-                "read_rate": _rate(read, sent),
-                "median_seconds_to_read": medians.get(channel),
-                "cost": round(float(cost or 0.0), 6),
-                "finished_here": finished.get(channel, 0),
-                "finished_share": _rate(finished.get(channel, 0), total_finished),
-            }
-        )
-    return result
+    finished = finished_on(session, since, until, cascade, groups)
+    return channel_figures(
+        [(c, s, d, r, float(cost or 0.0), int(f)) for c, s, d, r, cost, f in rows],
+        medians,
+        finished,
+    )
 
 
 def _notification_groups(
@@ -173,7 +188,7 @@ def _notification_groups(
     ]
 
 
-def _finished_on(
+def finished_on(
     session: Session,
     since: datetime,
     until: datetime,
@@ -209,7 +224,7 @@ def _finished_on(
     return counts
 
 
-def _could_go_by_sms(
+def could_go_by_sms(
     session: Session,
     since: datetime,
     until: datetime,
@@ -242,13 +257,16 @@ def summary(
     cascade: str | None,
     sms_cost: float,
 ) -> dict[str, Any]:
+    """The full recomputation from the rows: the reference :mod:`dispatcher.rollup` equals."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     groups = _notification_groups(session, since, until, cascade)
-    states: dict[str, int] = {}
-    for state, _, _, n, _, _ in groups:
-        states[state] = states.get(state, 0) + n
-    total_cost = sum(cost for _, _, _, _, cost, _ in groups)
+    channels = channel_stats(session, since, until, cascade, groups)
+    return assemble(session, since, until, cascade, sms_cost, groups, channels)
+
+
+def late_receipts(session: Session, since: datetime, until: datetime, cascade: str | None) -> int:
+    """Receipts that arrived after their step had escalated (history ``late_receipt``)."""
     late = session.execute(
         _in_period(
             sa_select(func.count())
@@ -260,7 +278,24 @@ def summary(
             cascade,
         )
     ).scalar_one()
-    sms_only = round(_could_go_by_sms(session, since, until, cascade, groups) * sms_cost, 6)
+    return int(late)
+
+
+def assemble(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    cascade: str | None,
+    sms_cost: float,
+    groups: list[Group],
+    channels: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The summary document from the period's groups and channel figures."""
+    states: dict[str, int] = {}
+    for state, _, _, n, _, _ in groups:
+        states[state] = states.get(state, 0) + n
+    total_cost = sum(cost for _, _, _, _, cost, _ in groups)
+    sms_only = round(could_go_by_sms(session, since, until, cascade, groups) * sms_cost, 6)
     cost = round(float(total_cost), 6)
     return {
         "since": since,
@@ -268,9 +303,9 @@ def summary(
         "cascade": cascade,
         "notifications": sum(states.values()),
         "by_state": states,
-        "channels": channel_stats(session, since, until, cascade, groups),
+        "channels": channels,
         "cost": cost,
         "sms_only_cost": sms_only,
         "saved": round(sms_only - cost, 6),
-        "late_receipts": int(late),
+        "late_receipts": late_receipts(session, since, until, cascade),
     }

@@ -41,6 +41,7 @@ from dispatcher.outcomes import price
 from dispatcher.publisher import Doorbell
 from dispatcher.receipts import apply as apply_receipt
 from dispatcher.receipts import apply_stored
+from dispatcher.rollup_ledger import compact
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, WAITING_STATES, AttemptState, NotificationState
 from dispatcher.work import Work, unit_of_work
@@ -95,6 +96,7 @@ def sweep(rt: Runtime, now: datetime | None = None) -> SweepReport:
     with unit_of_work(rt, now) as work:
         report.republished = _republish(rt, work, batch)
     report.fan_outs = restart_stalled(rt, now)
+    compact(rt.engine)  # the stats rollup: fold the deltas the triggers appended
     return report
 
 

@@ -12,9 +12,9 @@ from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem
 from dispatcher.period import PeriodError, period
+from dispatcher.rollup import series, summary
 from dispatcher.runtime import Runtime
-from dispatcher.savings import Bucket, bucket_for, redundant, series
-from dispatcher.stats import summary
+from dispatcher.savings import Bucket, bucket_for, redundant
 from providers.base import Channel
 
 router = APIRouter(tags=["stats"])
@@ -56,7 +56,8 @@ def stats_document(
     if not EARLIEST <= start <= LATEST:
         raise _bad_time("since", "give a time between 1970-01-01 and 9000-01-01")
     sms_cost = runtime.settings.costs.get(Channel.SMS, 0.0)
-    document = summary(session, since=start, until=end, cascade=cascade, sms_cost=sms_cost)
+    now = runtime.now()
+    document = summary(session, since=start, until=end, cascade=cascade, sms_cost=sms_cost, now=now)
     every = bucket_for(start, end, bucket)
     wasted = redundant(session, since=start, until=end, cascade=cascade)
     document.update(
@@ -64,7 +65,13 @@ def stats_document(
             "sms_cost": sms_cost,
             "bucket": every,
             "series": series(
-                session, since=start, until=end, cascade=cascade, sms_cost=sms_cost, bucket=every
+                session,
+                since=start,
+                until=end,
+                cascade=cascade,
+                sms_cost=sms_cost,
+                bucket=every,
+                now=now,
             ),
             "redundant": wasted,
             "redundant_sends": sum(row["sends"] for row in wasted),
