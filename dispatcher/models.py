@@ -120,6 +120,8 @@ def timer_predicate(prefix: str = "") -> str:
 TIMER_PREDICATE = timer_predicate()
 OPEN_PREDICATE = "state IN ('accepted', 'in_progress')"
 READ_PREDICATE = "read_at IS NOT NULL AND sent_at IS NOT NULL"
+#: An attempt sent (or charged as of unknown outcome) at a step after the first.
+LATER_SEND_PREDICATE = "step > 0 AND (sent_at IS NOT NULL OR cost > 0)"
 
 
 class Notification(SQLModel, table=True):
@@ -218,6 +220,14 @@ class Attempt(SQLModel, table=True):
             postgresql_include=["cascade", "channel", "sent_at", "read_at"],
             postgresql_where=text(READ_PREDICATE),
             sqlite_where=text(READ_PREDICATE),
+        ),
+        # /v1/stats: redundant sends are among the period's sends at a later step.
+        Index(
+            "ix_attempt_period_later_sends",
+            "notification_created_at",
+            postgresql_include=["cascade", "channel", "cost", "notification_id", "step"],
+            postgresql_where=text(LATER_SEND_PREDICATE),
+            sqlite_where=text(LATER_SEND_PREDICATE),
         ),
         # Receipt latency per provider over a window of delivery times.
         Index(
