@@ -173,7 +173,7 @@ def redundant(
         .where(col(first.notification_id) == col(Attempt.notification_id), _satisfied(first))
         .scalar_subquery()
     )
-    zero = literal_column("0")  # a constant, so the partial index's predicate is implied
+    zero: Any = literal_column("0")  # a constant, so the partial index's predicate is implied
     query = (
         sa_select(
             col(Attempt.channel),
@@ -192,7 +192,7 @@ def redundant(
     if by_copies:
         created = col(Attempt.notification_created_at)
         query = query.where(created >= since, created < until)
-        query = query.where(Attempt.cascade == cascade) if cascade else query
+        query = query.where(col(Attempt.cascade) == cascade) if cascade else query
     rows = session.execute(_in_period(query, since, until, cascade)).all()
     return [
         {"channel": channel, "sends": int(n), "cost": round(float(cost), 6)}

@@ -73,7 +73,7 @@ def _seconds_to_read(dialect: str) -> Any:
     return (func.julianday(Attempt.read_at) - func.julianday(Attempt.sent_at)) * 86400.0
 
 
-def _medians_to_read(
+def medians_to_read(
     session: Session, since: datetime, until: datetime, cascade: str | None
 ) -> dict[str, float]:
     """Median seconds from sent to read per channel (the mean of the middle two if even)."""
@@ -157,7 +157,7 @@ def channel_stats(
             cascade,
         )
     ).all()
-    medians = _medians_to_read(session, since, until, cascade)
+    medians = medians_to_read(session, since, until, cascade)
     finished = finished_on(session, since, until, cascade, groups)
     return channel_figures(
         [(c, s, d, r, float(cost or 0.0), int(f)) for c, s, d, r, cost, f in rows],

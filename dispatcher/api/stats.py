@@ -56,6 +56,9 @@ def stats_document(
     if not EARLIEST <= start <= LATEST:
         raise _bad_time("since", "give a time between 1970-01-01 and 9000-01-01")
     sms_cost = runtime.settings.costs.get(Channel.SMS, 0.0)
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        # One snapshot for every figure: the rollup's sums and the rows they point into.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     now = runtime.now()
     document = summary(session, since=start, until=end, cascade=cascade, sms_cost=sms_cost, now=now)
     every = bucket_for(start, end, bucket)

@@ -29,8 +29,10 @@ def _empty_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 def test_attempt_period_backfilled_from_the_notification(empty_url: str):
     config = alembic_config(empty_url)
-    for head in ScriptDirectory.from_config(config).get_heads():
-        if head != PERIOD:
+    script = ScriptDirectory.from_config(config)
+    for head in script.get_heads():
+        after = getattr(script.get_revision(head).module, "AFTER", ())  # e.g. the stats rollup
+        if head != PERIOD and PERIOD not in after:
             command.upgrade(config, head)
     engine = create_engine(empty_url)
     with engine.begin() as connection:
