@@ -119,7 +119,7 @@ def periods(rng: random.Random, start: datetime, end: datetime) -> list[dict[str
     """Random periods: edges anywhere or on the hour, one cascade or all, now varied."""
     hour = start.replace(minute=0, second=0, microsecond=0)
     asked = []
-    for i in range(10):
+    for i in range(8):
         lo = start - timedelta(minutes=30) + (end - start) * rng.random()
         hi = lo + timedelta(minutes=rng.uniform(1, 60 * 8))
         if i % 4 == 0:
@@ -189,7 +189,7 @@ def test_rollup_equals_the_full_recomputation(make: Make, clock: FakeClock, monk
                 fast, full = both(session, period)
                 assert fast == full, (stage, period)
                 checked += bool(full["notifications"])
-    assert checked > 15  # most periods hold notifications
+    assert checked > 12  # most periods hold notifications
     with Session(runtime.engine) as session:
         whole = both(session, asked[-1])[1]
     assert whole["late_receipts"] > 0
