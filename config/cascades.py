@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from config.capabilities import Capabilities
 from config.cascade_rules import cascade_problems
 from config.durations import Duration, parse_duration
 from config.problems import (
@@ -184,8 +185,14 @@ class Cascade(BaseModel):
         return channel in PAID_CHANNELS
 
 
-def load_file(path: Path, available: Collection[Channel] | None = None) -> Cascade:
-    """Load and validate one cascade file; raise :class:`CascadeConfigError`."""
+def load_file(path: Path, available: Capabilities | Collection[Channel] | None = None) -> Cascade:
+    """Load and validate one cascade file; raise :class:`CascadeConfigError`.
+
+    ``available``: what the configured providers can send and report (a bare set of
+    channels means default provider settings); None checks signals against the defaults
+    and skips the provider check.
+    """
+    capabilities = Capabilities.coerce(available)
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text)
@@ -211,9 +218,9 @@ def load_file(path: Path, available: Collection[Channel] | None = None) -> Casca
         problems = schema_problems(path, node, data, exc, _known_keys)
         partial = _partial(data)
         if partial is not None:
-            problems += _rule_problems(path, node, *partial, available)
+            problems += _rule_problems(path, node, *partial, capabilities)
         raise CascadeConfigError(in_order(problems)) from None
-    problems = _rule_problems(path, node, cascade, list(range(len(cascade.steps))), available)
+    problems = _rule_problems(path, node, cascade, list(range(len(cascade.steps))), capabilities)
     if problems:
         raise CascadeConfigError(in_order(problems))
     return cascade
@@ -261,7 +268,7 @@ def _rule_problems(
     node: yaml.Node | None,
     cascade: Cascade,
     kept: list[int],
-    available: Collection[Channel] | None,
+    capabilities: Capabilities | None,
 ) -> list[Problem]:
     """Cross-field rules, templates and available channels; step indices as in the file."""
 
@@ -271,11 +278,11 @@ def _rule_problems(
         return parts
 
     problems = []
-    for parts, message in cascade_problems(cascade):
+    for parts, message in cascade_problems(cascade, capabilities):
         at = where(parts)
         problems.append(Problem(path, ".".join(str(p) for p in at), message, line_of(node, at)))
     problems += _check_templates(path, cascade, node)
-    for index, channel in _unavailable(cascade, available):
+    for index, channel in _unavailable(cascade, capabilities):
         at = where(["steps", index, "channel"])
         message = f"no provider is configured for {channel} and the sandbox is off"
         problems.append(Problem(path, ".".join(map(str, at)), message, line_of(node, at)))
@@ -317,12 +324,11 @@ def _check_templates(path: Path, cascade: Cascade, node: yaml.Node | None) -> li
     return problems
 
 
-def _unavailable(
-    cascade: Cascade, available: Collection[Channel] | None
-) -> list[tuple[int, Channel]]:
+def _unavailable(cascade: Cascade, capabilities: Capabilities | None) -> list[tuple[int, Channel]]:
     """(step index, channel) of each channel without a provider (and no sandbox)."""
-    if available is None:
+    if capabilities is None:
         return []
+    available = capabilities.available()
     return [
         (index, member.channel)
         for index, step in enumerate(cascade.steps)
@@ -332,7 +338,7 @@ def _unavailable(
 
 
 def load_cascades(
-    directory: Path, available: Collection[Channel] | None = None
+    directory: Path, available: Capabilities | Collection[Channel] | None = None
 ) -> dict[str, Cascade]:
     """Load every ``*.yaml``/``*.yml`` in ``directory``; all problems at once."""
     if not directory.is_dir():

@@ -48,7 +48,7 @@ def _check(settings: Settings) -> None:
     from dispatcher.runtime import build_router
 
     router = build_router(settings, None)
-    load_cascades(settings.cascades_dir, router.available_channels())
+    load_cascades(settings.cascades_dir, router.capabilities())
 
 
 def ensure_port_free(host: str, port: int, variable: str) -> None:
@@ -77,7 +77,7 @@ def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
 
     path = Path(args.path) if args.path else settings.cascades_dir
     router = build_router(settings, None)
-    cascades = load_cascades(path, router.available_channels())
+    cascades = load_cascades(path, router.capabilities())
     for name, cascade in sorted(cascades.items()):
         chain = " -> ".join(
             step.channel

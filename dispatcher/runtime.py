@@ -100,7 +100,7 @@ def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcno
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2
     )
     router = build_router(settings, redis_client)
-    cascades = load_cascades(settings.cascades_dir, router.available_channels())
+    cascades = load_cascades(settings.cascades_dir, router.capabilities())
     engine = get_engine(settings.effective_database_url, settings.db_pool_size)
     throttle = build_throttle(settings, redis_client)
     return Runtime(settings, cascades, engine, router, publisher, clock, throttle=throttle)

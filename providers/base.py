@@ -55,6 +55,30 @@ CHANNEL_SIGNALS: Mapping[Channel, frozenset[Signal]] = {
     Channel.SMS: frozenset({Signal.SENT, Signal.DELIVERED}),
 }
 
+
+@dataclass(frozen=True, slots=True)
+class Reports:
+    """What one configured provider can confirm, and how to make it confirm more.
+
+    ``hints`` maps a signal the provider could report with other settings to the
+    setting that turns it on (``"ack_button"``): the cascade check names it when a
+    step waits for that signal.
+    """
+
+    signals: frozenset[Signal]
+    hints: Mapping[Signal, str] = field(default_factory=dict)
+
+
+def reports_of(provider: object, channel: Channel) -> Reports:
+    """The provider's own ``reports()`` if it has one, else everything its channel can."""
+    own = getattr(provider, "reports", None)
+    if callable(own):
+        result = own()
+        if isinstance(result, Reports):
+            return result
+    return Reports(CHANNEL_SIGNALS[channel])
+
+
 #: Channels that charge for every message: an unknown outcome is never resent there.
 PAID_CHANNELS: frozenset[Channel] = frozenset({Channel.SMS})
 
