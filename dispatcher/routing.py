@@ -165,7 +165,9 @@ class Router:
             for name, report in reports:
                 for signal, setting in report.hints.items():
                     if signal not in report.signals:
-                        hints[(channel, signal)] = f"CASCADE_PROVIDERS__{name}__{setting}".upper()
+                        hints[(channel, signal)] = (
+                            f"CASCADE_PROVIDERS__{name}__{setting}".upper() + " is set"
+                        )
         return Capabilities(signals, hints)
 
     def candidates(

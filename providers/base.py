@@ -47,7 +47,7 @@ _SIGNAL_RANK = {Signal.SENT: 0, Signal.DELIVERED: 1, Signal.READ: 2}
 #: What each channel can confirm (DESIGN §6). ``sent`` is always available.
 CHANNEL_SIGNALS: Mapping[Channel, frozenset[Signal]] = {
     Channel.PUSH: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
-    Channel.TELEGRAM: frozenset({Signal.SENT}),
+    Channel.TELEGRAM: frozenset({Signal.SENT, Signal.READ}),  # read: its "Got it" button
     Channel.WHATSAPP: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
     Channel.VIBER: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
     Channel.VK: frozenset({Signal.SENT, Signal.READ}),
