@@ -3,9 +3,9 @@
 A 200 from ``/messages`` only means Meta accepted the request; delivery, read
 and most recipient failures arrive later as ``statuses`` webhooks signed with
 ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``. Errors
-are classified on Graph's ``error.code``, as Meta recommends, and only then on
-the HTTP status. Our attempt reference travels as ``biz_opaque_callback_data``,
-which Meta echoes in the status webhooks.
+are classified on Graph's ``error.code`` (:mod:`providers.whatsapp_errors`), as Meta
+recommends, and only then on the HTTP status. Our attempt reference travels as
+``biz_opaque_callback_data``, which Meta echoes in the status webhooks.
 
 Free-form text is delivered only within 24 hours of the customer's last message to
 us (the service window); outside it Meta refuses it with 131047 ("re-engagement
@@ -56,37 +56,15 @@ from providers.base import (
 )
 from providers.errors import (
     TEMPLATE_REQUIRED,
-    InvalidAddressError,
-    NotSentError,
-    ProviderConfigError,
-    ProviderError,
-    RejectedError,
     TemplateRequiredError,
     UnknownOutcomeError,
     WebhookSignatureError,
 )
-from providers.http import (
-    UNAVAILABLE,
-    map_http_errors,
-    quick_retry,
-    raise_for_status_class,
-    retry_after_seconds,
-)
+from providers.http import map_http_errors, quick_retry, raise_for_status_class
+from providers.whatsapp_errors import INVALID_ADDRESS_CODES, TEMPLATE_REQUIRED_CODE, graph_error
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 
-#: Graph error codes by what the dispatcher does next (PROVIDERS.md §5).
-NOT_SENT_CODES = frozenset({2, 4, 80007, 130429, 131056, 133004})
-UNKNOWN_CODES = frozenset({1, 131000})
-INVALID_ADDRESS_CODES = frozenset({131026})
-REJECTED_CODES = frozenset({131021, 131049, 131050})
-#: Re-engagement: free-form text outside the 24-hour window.
-TEMPLATE_REQUIRED_CODE = 131047
-CONFIG_CODES = frozenset(
-    {0, 10, 100, 190, 368, 131008, 131009, 131030, 131031, 131042, 131048, 131051, 133010}
-    | {132000, 132001, 132005, 132007, 132012, 132015, 132016}
-    | set(range(200, 300))
-)
 #: Meta's limit on the body of an interactive message (a plain text may be 4096).
 MAX_INTERACTIVE_BODY = 1024
 _KINDS = {
@@ -162,7 +140,7 @@ class WhatsAppProvider:
         answer = json_object(response.content)
         error = answer.get("error") if answer else None
         if isinstance(error, dict):
-            raise _graph_error(error, response, template="template" in body)
+            raise graph_error(error, response, template="template" in body)
         raise_for_status_class(self.name, response)
         messages = answer.get("messages") if answer else None
         first = messages[0] if isinstance(messages, list) and messages else None
@@ -290,40 +268,6 @@ def payload(
         body["text"] = {"preview_url": False, "body": message.text}
     body["biz_opaque_callback_data"] = message.reference
     return body
-
-
-def _graph_error(
-    error: dict[str, Any], response: httpx.Response, *, template: bool
-) -> ProviderError:
-    """The provider error for a Graph ``error`` object (classified on ``error.code``)."""
-    raw = error.get("code")
-    code = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
-    label = str(code if code is not None else response.status_code)
-    title = f"whatsapp: Graph error {label}"
-    # 503 is "not sent" whatever the code says: the one rule of providers/http.py.
-    if code in NOT_SENT_CODES or response.status_code in (429, UNAVAILABLE):
-        return NotSentError(
-            f"{title} (throttled or unavailable)",
-            code=label,
-            retry_after=retry_after_seconds(response),
-        )
-    if code in UNKNOWN_CODES:
-        return UnknownOutcomeError(f"{title} (may have been processed)", code=label)
-    if code in INVALID_ADDRESS_CODES:
-        return InvalidAddressError(f"{title} (recipient cannot be reached)", code=label)
-    if code == TEMPLATE_REQUIRED_CODE and template:
-        return ProviderConfigError(f"{title} (template refused as re-engagement)", code=label)
-    if code == TEMPLATE_REQUIRED_CODE:
-        return TemplateRequiredError(f"{title} (not sent: outside the 24-hour window)")
-    if code in REJECTED_CODES:
-        return RejectedError(f"{title} (message refused)", code=label)
-    if code in CONFIG_CODES:
-        return ProviderConfigError(f"{title} (credentials, account or template)", code=label)
-    try:
-        raise_for_status_class("whatsapp", response, code=label)
-    except ProviderError as exc:
-        return exc
-    return UnknownOutcomeError(f"{title} (HTTP {response.status_code})", code=label)
 
 
 def _values(update: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:
