@@ -133,6 +133,7 @@ def test_a_press_stops_the_cascade_and_no_press_sends_one_sms(
                 press(w, data_b, CHATS["b"], "f3", secret="not-the-secret"),  # not Telegram
             ]
             assert forged == [200, 200, 403]
+            assert [w.show(nid)["state"] for nid in nids.values()] == ["in_progress"] * 2
 
             # A's customer presses the button (the simulator posts the signed update).
             pressed = httpx.post(
