@@ -29,6 +29,7 @@ from dispatcher.states import NotificationState
 
 #: Final states reached through a channel: the notification finished on that channel.
 DONE = (
+    NotificationState.CLICKED.value,
     NotificationState.READ.value,
     NotificationState.DELIVERED.value,
     NotificationState.SENT.value,
@@ -120,6 +121,7 @@ def channel_stats(
                 func.count(col(Attempt.sent_at)),
                 func.count(col(Attempt.delivered_at)),
                 func.count(col(Attempt.read_at)),
+                func.count(col(Attempt.clicked_at)),
                 func.sum(func.coalesce(Attempt.cost, 0.0)),
                 _count_if(col(Attempt.error_code).is_not(None) & col(Attempt.sent_at).is_(None)),
             ).group_by(col(Attempt.channel)),
@@ -132,7 +134,7 @@ def channel_stats(
     finished = _finished_on(session, since, until, cascade, groups)
     total_finished = sum(finished.values())
     result = []
-    for channel, sent, delivered, read, cost, failed in sorted(rows):
+    for channel, sent, delivered, read, clicked, cost, failed in sorted(rows):
         result.append(
             {
                 "channel": channel,
@@ -142,6 +144,8 @@ def channel_stats(
                 "failed": int(failed),
                 "delivery_rate": _rate(delivered, sent),
                 "read_rate": _rate(read, sent),
+                "clicked": clicked,  #: attempts with a counted click on a tracked link
+                "click_rate": _rate(clicked, sent),
                 "median_seconds_to_read": medians.get(channel),
                 "cost": round(float(cost or 0.0), 6),
                 "finished_here": finished.get(channel, 0),
