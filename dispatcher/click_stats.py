@@ -2,7 +2,9 @@
 
 A link is its target page (no query or fragment) on a channel: how many counted clicks
 it got and from how many messages (each message's first click is the one that confirms).
-The rate per channel is in the channel rows (:func:`dispatcher.stats.channel_stats`).
+The rate per channel is in the channel rows (:func:`dispatcher.stats.channel_stats`),
+counted here from the first clicks: the attempts' period index stays the only thing the
+channel rows read from ``attempt``.
 """
 
 from __future__ import annotations
@@ -40,3 +42,18 @@ def link_stats(
         {"page": page, "channel": channel, "clicks": int(n), "messages": int(first)}
         for page, channel, n, first in session.execute(query)
     ]
+
+
+def clicked_per_channel(
+    session: Session, since: datetime, until: datetime, cascade: str | None
+) -> dict[str, int]:
+    """Attempts with a counted click per channel (each attempt has one first click)."""
+    created = col(LinkClick.notification_created_at)
+    query = (
+        sa_select(col(LinkClick.channel), func.count())
+        .where(created >= since, created < until, col(LinkClick.first))
+        .group_by(col(LinkClick.channel))
+    )
+    if cascade:
+        query = query.where(col(LinkClick.cascade) == cascade)
+    return {channel: int(n) for channel, n in session.execute(query)}

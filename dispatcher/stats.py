@@ -24,6 +24,7 @@ from sqlalchemy import case, extract, func, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
+from dispatcher.click_stats import clicked_per_channel
 from dispatcher.models import Attempt, Event, Notification
 from dispatcher.states import NotificationState
 
@@ -121,7 +122,6 @@ def channel_stats(
                 func.count(col(Attempt.sent_at)),
                 func.count(col(Attempt.delivered_at)),
                 func.count(col(Attempt.read_at)),
-                func.count(col(Attempt.clicked_at)),
                 func.sum(func.coalesce(Attempt.cost, 0.0)),
                 _count_if(col(Attempt.error_code).is_not(None) & col(Attempt.sent_at).is_(None)),
             ).group_by(col(Attempt.channel)),
@@ -134,7 +134,9 @@ def channel_stats(
     finished = _finished_on(session, since, until, cascade, groups)
     total_finished = sum(finished.values())
     result = []
-    for channel, sent, delivered, read, clicked, cost, failed in sorted(rows):
+    clicks = clicked_per_channel(session, since, until, cascade)
+    for channel, sent, delivered, read, cost, failed in sorted(rows):
+        clicked = clicks.get(channel, 0)
         result.append(
             {
                 "channel": channel,

@@ -154,6 +154,7 @@ def test_a_click_confirms_the_step_and_no_sms_is_sent(
     state = show(api, nid)
     assert state["state"] == "clicked"
     assert state["attempts"][0]["state"] == "read"  # a click implies it was read
+    assert state["attempts"][0]["clicked_at"] == state["attempts"][0]["read_at"] is not None
     clock.advance(30)
     assert visit(api, link(runtime, attempt_id)).headers["location"] == TARGET
     sweep(runtime, now=clock.advance(120))
