@@ -172,6 +172,14 @@ def name_provider(session: Session, attempt_ids: list[str], token: str, provider
     )
 
 
+def _tracks_links(rt: Runtime, attempt: Attempt, text: str, html: str | None) -> bool:
+    """A URL to track (one substring test when there is none) on a step that tracks."""
+    if "://" not in text and "://" not in (html or ""):
+        return False
+    cascade = rt.cascades.get(attempt.cascade or "")
+    return cascade is None or cascade.tracks_links(Channel(attempt.channel))
+
+
 def build_message(
     rt: Runtime,
     notification: Notification,
@@ -190,7 +198,7 @@ def build_message(
         "ack_url": f"{rt.settings.public_url.rstrip('/')}/v1/receipts",
     }
     text, html = content.get("text") or "", content.get("html")
-    if rt.settings.link_tracking:  # no URL: one substring test
+    if rt.settings.link_tracking and _tracks_links(rt, attempt, text, html):
         text, html = rewrite(
             text, html, base=rt.settings.public_url, secret=secret, attempt_id=attempt.id
         )

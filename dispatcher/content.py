@@ -135,7 +135,8 @@ def _render_one(
                 ) from None
             part, short = {**_from_template(rendered), "locale": locale}, rendered.short
         if channel == Channel.SMS:
-            part = _sized(part, cascade.max_segments(channel), short, link_base)
+            tracked = link_base if cascade.tracks_links(channel) else None
+            part = _sized(part, cascade.max_segments(channel), short, tracked)
         content[channel.value] = part
     return content
 

@@ -38,6 +38,14 @@ steps:
   - {channel: email, wait_for: clicked, timeout: 60s}
   - {channel: sms, wait_for: delivered, timeout: 60s}
 """
+UNTRACKED = """\
+name: untracked
+ttl: 1h
+quiet_hours: ignore
+steps:
+  - {channel: email, wait_for: sent, timeout: 60s, track_links: false}
+  - {channel: sms, wait_for: delivered, timeout: 60s, track_links: false}
+"""
 
 
 @pytest.fixture(name="cascades_dir")
@@ -45,6 +53,7 @@ def _cascades_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "cascades"
     directory.mkdir()
     (directory / "clicks.yaml").write_text(CASCADE)
+    (directory / "untracked.yaml").write_text(UNTRACKED)
     return directory
 
 
@@ -74,7 +83,9 @@ def _tracked(
         yield runtime, api
 
 
-def sent_email(runtime: Runtime, api: TestClient, customer: str) -> tuple[str, str]:
+def sent_email(
+    runtime: Runtime, api: TestClient, customer: str, cascade: str = "clicks", text: str = ""
+) -> tuple[str, str]:
     """A notification whose e-mail (with one link) is sent: (notification id, attempt id)."""
     put_customer(
         api,
@@ -85,8 +96,8 @@ def sent_email(runtime: Runtime, api: TestClient, customer: str) -> tuple[str, s
         "/v1/notifications",
         json={
             "customer_id": customer,
-            "cascade": "clicks",
-            "content": {"title": "Order 42", "text": f"Your order: {TARGET}"},
+            "cascade": cascade,
+            "content": {"title": "Order 42", "text": text or f"Your order: {TARGET}"},
         },
     )
     assert answer.status_code == 202, answer.text
@@ -256,3 +267,24 @@ def test_history_of_a_click_holds_no_url(tracked: tuple[Runtime, TestClient], cl
     with Session(runtime.engine) as session:
         rows = session.exec(select(Event).where(Event.notification_id == nid)).all()
     assert "shop.example" not in repr([r.detail for r in rows])
+
+
+def test_a_step_with_track_links_false_keeps_its_links(
+    tracked: tuple[Runtime, TestClient],
+):
+    """``track_links: false``: the message goes as written, and its SMS is sized as written;
+    a tracked SMS is sized with its tracked link (longer here: two segments)."""
+    runtime, api = tracked
+    text = f"Your order: {TARGET} " + "x" * 90  # 142 characters: one SMS as written
+    plain, attempt_id = sent_email(runtime, api, "lk6", cascade="untracked", text=text)
+    tracked_id, _ = sent_email(runtime, api, "lk7", text=text)
+    with Session(runtime.engine) as session:
+        notification = session.get(Notification, plain)
+        other = session.get(Notification, tracked_id)
+        attempt = session.get(Attempt, attempt_id)
+        assert notification is not None
+        assert other is not None
+        assert attempt is not None
+        assert build_message(runtime, notification, attempt, EMAIL).text == text
+        assert notification.content["sms"]["segments"] == 1
+        assert other.content["sms"]["segments"] == 2

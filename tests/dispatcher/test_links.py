@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from config.capabilities import Capabilities
+from config.cascades import CascadeConfigError, load_file
 from dispatcher.links import (
     TOKEN_LENGTH,
     find_links,
@@ -186,3 +188,18 @@ def test_capabilities_add_clicked_only_when_tracking_is_on():
     assert on.can(Channel.SMS, Signal.DELIVERED)
     assert not off.can(Channel.SMS, Signal.CLICKED)
     assert "unless CASCADE_LINK_TRACKING=true" in off.refusal(Channel.SMS, Signal.CLICKED)
+
+
+def test_wait_for_clicked_needs_tracked_links(tmp_path: Path):
+    """A step that waits for 'clicked' but turns its links off is refused, named."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: bad\nsteps:\n"
+        "  - {channel: email, wait_for: clicked, timeout: 1m, track_links: false}\n"
+    )
+    on = Capabilities.static().with_signal(Signal.CLICKED, enabled=True, hint="")
+    with pytest.raises(CascadeConfigError) as raised:
+        load_file(path, on)
+    assert "steps.0.wait_for: cannot wait for 'clicked' with track_links: false" in str(
+        raised.value
+    )
