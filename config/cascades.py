@@ -184,9 +184,12 @@ class Cascade(BaseModel):
         return None
 
     def tracks_links(self, channel: Channel) -> bool:
-        """Whether the step on ``channel`` has its links tracked (when tracking is on)."""
+        """Whether the step on ``channel`` has its links tracked (when tracking is on).
+
+        On the send path: reads the steps without building their members."""
         for step in self.steps:
-            if any(member.channel == channel for member in step.members()):
+            among = [m if isinstance(m, Channel) else m.channel for m in step.among]
+            if channel == step.channel or channel in among:
                 return step.track_links
         return True
 

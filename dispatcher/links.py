@@ -110,22 +110,17 @@ def rewrite(
     """``text`` and ``html`` with each link replaced by its tracked URL. Costs one
     substring test when there is no URL."""
     links = find_links(text, html, base.rstrip("/"))
-    if not links or not _is_uuid(attempt_id):
+    if not links:
         return text, html
     key = link_key(secret)
-    mapping = {url: tracked_url(base, key, attempt_id, i) for i, url in enumerate(links)}
+    try:
+        mapping = {url: tracked_url(base, key, attempt_id, i) for i, url in enumerate(links)}
+    except ValueError:  # not a UUID: no attempt row made it, nothing to track
+        return text, html
     return (
         _replace(text, mapping, decode=False),
         _replace(html, mapping, decode=True) if html else html,
     )
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def sized_text(text: str, base: str) -> str:
