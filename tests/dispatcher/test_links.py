@@ -11,6 +11,7 @@ import pytest
 
 from config.capabilities import Capabilities
 from config.cascades import CascadeConfigError, load_file
+from config.settings import Settings
 from dispatcher.links import (
     TOKEN_LENGTH,
     find_links,
@@ -21,6 +22,7 @@ from dispatcher.links import (
     sized_text,
 )
 from dispatcher.previews import PREVIEW_AGENTS, not_a_click
+from dispatcher.runtime import build_router, capabilities
 from providers.base import Channel, Signal
 from providers.segments import segments
 
@@ -203,3 +205,21 @@ def test_wait_for_clicked_needs_tracked_links(tmp_path: Path):
     assert "steps.0.wait_for: cannot wait for 'clicked' with track_links: false" in str(
         raised.value
     )
+
+
+def test_wait_for_clicked_needs_link_tracking(tmp_path: Path):
+    """Without link tracking a step waiting for 'clicked' fails at startup, naming the
+    setting that would allow it; with it, the same file loads."""
+    path = tmp_path / "clicks.yaml"
+    path.write_text("name: clicks\nsteps:\n  - {channel: email, wait_for: clicked, timeout: 1m}\n")
+    for tracking in (False, True):
+        settings = Settings(_env_file=None, link_tracking=tracking, cascades_dir=tmp_path)
+        checked = capabilities(settings, build_router(settings, None))
+        if tracking:
+            assert load_file(path, checked).steps[0].wait_for is Signal.CLICKED
+            continue
+        with pytest.raises(CascadeConfigError) as raised:
+            load_file(path, checked)
+        assert "email cannot report 'clicked' unless CASCADE_LINK_TRACKING=true" in str(
+            raised.value
+        )
