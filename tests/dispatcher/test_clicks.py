@@ -38,6 +38,15 @@ steps:
   - {channel: email, wait_for: clicked, timeout: 60s}
   - {channel: sms, wait_for: delivered, timeout: 60s}
 """
+SMS_FIRST = """\
+name: sms_first
+ttl: 1h
+quiet_hours: ignore
+paid_last: false
+steps:
+  - {channel: sms, wait_for: clicked, timeout: 60s}
+  - {channel: email, wait_for: sent, timeout: 60s}
+"""
 UNTRACKED = """\
 name: untracked
 ttl: 1h
@@ -54,6 +63,7 @@ def _cascades_dir(tmp_path: Path) -> Path:
     directory.mkdir()
     (directory / "clicks.yaml").write_text(CASCADE)
     (directory / "untracked.yaml").write_text(UNTRACKED)
+    (directory / "sms_first.yaml").write_text(SMS_FIRST)
     return directory
 
 
@@ -268,3 +278,26 @@ def test_a_step_with_track_links_false_keeps_its_links(
         assert build_message(runtime, notification, attempt, EMAIL).text == text
         assert notification.content["sms"]["segments"] == 1
         assert other.content["sms"]["segments"] == 2
+
+
+def test_an_sms_step_waiting_for_a_click(tracked: tuple[Runtime, TestClient], clock: FakeClock):
+    """The same on SMS: the click in the SMS finishes it; the e-mail step never comes."""
+    runtime, api = tracked
+    put_customer(
+        api, "lk8", [{"channel": "email", "address": EMAIL}, {"channel": "sms", "address": PHONE}]
+    )
+    answer = api.post(
+        "/v1/notifications",
+        json={"customer_id": "lk8", "cascade": "sms_first", "content": {"text": f"See {TARGET}"}},
+    )
+    nid = answer.json()["id"]
+    drain(runtime)
+    (sms,) = show(api, nid)["attempts"]
+    assert (sms["channel"], sms["state"]) == ("sms", "sent")
+    clock.advance(10)
+    assert visit(api, link(runtime, sms["id"])).headers["location"] == TARGET
+    sweep(runtime, now=clock.advance(120))
+    drain(runtime)
+    state = show(api, nid)
+    assert state["state"] == "clicked"
+    assert [a["channel"] for a in state["attempts"]] == ["sms"]
