@@ -35,6 +35,15 @@ class Capabilities:
             return given
         return cls.static(given)
 
+    def with_signal(self, signal: Signal, *, enabled: bool, hint: str) -> Capabilities:
+        """Every available channel reports ``signal`` when ``enabled`` (e.g. link tracking
+        adds ``clicked``); otherwise a step waiting for it is refused naming ``hint``."""
+        if enabled:
+            signals = {channel: have | {signal} for channel, have in self.signals.items()}
+            return Capabilities(signals, self.hints)
+        hints = {**{(channel, signal): hint for channel in self.signals}, **self.hints}
+        return Capabilities(self.signals, hints)
+
     def available(self) -> set[Channel]:
         return set(self.signals)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from config.capabilities import Capabilities
 from config.durations import format_duration
-from providers.base import Channel
+from providers.base import Channel, Signal
 
 if TYPE_CHECKING:
     from config.cascades import Cascade
@@ -33,7 +33,10 @@ def cascade_problems(
                 problems.append((["steps", index, "channel"], f"{member.channel} appears twice"))
             seen.add(member.channel)
             wait_for = member.wait_for or step.wait_for
-            if not capabilities.can(member.channel, wait_for):
+            if wait_for is Signal.CLICKED and not step.track_links:
+                message = "cannot wait for 'clicked' with track_links: false (no tracked links)"
+                problems.append((["steps", index, "wait_for"], message))
+            elif not capabilities.can(member.channel, wait_for):
                 message = capabilities.refusal(member.channel, wait_for)
                 problems.append((["steps", index, "wait_for"], message))
     total = sum((step.timeout for step in cascade.steps), timedelta(0))

@@ -77,6 +77,8 @@ class Step(BaseModel):
     timeout: Duration
     #: SMS only: the most messages (segments) one SMS may be billed as; longer is refused.
     max_segments: int | None = Field(default=None, ge=1, le=255)
+    #: With ``CASCADE_LINK_TRACKING`` on, false sends this step's links as written.
+    track_links: bool = True
 
     @field_validator("channel")
     @classmethod
@@ -180,6 +182,16 @@ class Cascade(BaseModel):
             if step.channel == channel:
                 return step.max_segments
         return None
+
+    def tracks_links(self, channel: Channel) -> bool:
+        """Whether the step on ``channel`` has its links tracked (when tracking is on).
+
+        On the send path: reads the steps without building their members."""
+        for step in self.steps:
+            among = [m if isinstance(m, Channel) else m.channel for m in step.among]
+            if channel == step.channel or channel in among:
+                return step.track_links
+        return True
 
     def is_paid(self, channel: Channel) -> bool:
         return channel in PAID_CHANNELS

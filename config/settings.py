@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     receipt_secret: SecretStr = SecretStr("")  #: signs per-attempt receipt tokens
     cascades_dir: Path = SHIPPED_CASCADES
     public_url: str = "http://127.0.0.1:8000"  #: how providers reach our webhooks
+    #: Rewrite URLs in messages to signed ``<public_url>/l/<token>`` links; a click is
+    #: recorded and confirms (``wait_for: clicked``). See :mod:`dispatcher.links`.
+    link_tracking: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1, le=64)  #: API processes (``dispatcher api``)

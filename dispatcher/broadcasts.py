@@ -33,7 +33,7 @@ _MEMBER_CHUNK = 10_000
 _OPEN = [s.value for s in OPEN_STATES]
 
 
-def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, Any]:
+def _rendered(cascade: Cascade, body: BroadcastIn, base: str | None) -> dict[str, Any]:
     """Content for every channel the cascade may use in every locale, rendered once: a
     missing variable is a 422 now, not a million broken messages later. Each member
     gets the variant of its locale when its batch is fanned out."""
@@ -46,7 +46,7 @@ def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, Any]:
         template=body.template,
         data=body.data,
     )
-    return render_variants(cascade, as_single, [Channel(c) for c in channels])
+    return render_variants(cascade, as_single, [Channel(c) for c in channels], base)
 
 
 def accept(
@@ -75,7 +75,7 @@ def accept(
     broadcast = Broadcast(
         cascade=cascade.name,
         category=body.category or cascade.category,
-        content=_rendered(cascade, body),
+        content=_rendered(cascade, body, settings.public_url if settings.link_tracking else None),
         ttl_seconds=(body.ttl or cascade.ttl).total_seconds(),
         audience_kind="ids" if audience.customer_ids is not None else (audience.filter or "locale"),
         audience_filter=audience.locale,
@@ -208,7 +208,12 @@ def progress(session: Session, broadcast: Broadcast) -> BroadcastOut:
     state = broadcast.state
     if state == SENDING and open_ == 0:
         state = DONE
-    confirmed = [NotificationState.SENT, NotificationState.DELIVERED, NotificationState.READ]
+    confirmed = [
+        NotificationState.SENT,
+        NotificationState.DELIVERED,
+        NotificationState.READ,
+        NotificationState.CLICKED,
+    ]
     return BroadcastOut(
         id=broadcast.id,
         state=state,

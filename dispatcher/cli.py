@@ -45,10 +45,10 @@ def metrics_environment(settings: Settings) -> None:
 
 def _check(settings: Settings) -> None:
     """Fail fast: providers and cascades are validated before anything starts."""
-    from dispatcher.runtime import build_router
+    from dispatcher.runtime import build_router, capabilities
 
     router = build_router(settings, None)
-    load_cascades(settings.cascades_dir, router.capabilities())
+    load_cascades(settings.cascades_dir, capabilities(settings, router))
 
 
 def ensure_port_free(host: str, port: int, variable: str) -> None:
@@ -73,11 +73,11 @@ def _exec(argv: list[str]) -> int:
 
 
 def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
-    from dispatcher.runtime import build_router
+    from dispatcher.runtime import build_router, capabilities
 
     path = Path(args.path) if args.path else settings.cascades_dir
     router = build_router(settings, None)
-    cascades = load_cascades(path, router.capabilities())
+    cascades = load_cascades(path, capabilities(settings, router))
     for name, cascade in sorted(cascades.items()):
         chain = " -> ".join(
             step.channel

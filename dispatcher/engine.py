@@ -148,18 +148,24 @@ def condition_met(
     sent_at: datetime | None,
     delivered_at: datetime | None,
     read_at: datetime | None,
+    clicked_at: datetime | None = None,
 ) -> bool:
-    """The stop rule for one attempt: has it reached what its step waits for?"""
+    """The stop rule for one attempt: has it reached what its step waits for?
+
+    A click on a tracked link implies the message was read (and delivered)."""
+    if wait_for is Signal.CLICKED:
+        return clicked_at is not None
     if wait_for is Signal.READ:
-        return read_at is not None
+        return read_at is not None or clicked_at is not None
     if wait_for is Signal.DELIVERED:
-        return delivered_at is not None or read_at is not None
-    return sent_at is not None or delivered_at is not None or read_at is not None
+        return delivered_at is not None or read_at is not None or clicked_at is not None
+    return any(at is not None for at in (sent_at, delivered_at, read_at, clicked_at))
 
 
 def finished_state(wait_for: Signal) -> NotificationState:
     """The notification state when a step waiting for ``wait_for`` is satisfied."""
     return {
+        Signal.CLICKED: NotificationState.CLICKED,
         Signal.READ: NotificationState.READ,
         Signal.DELIVERED: NotificationState.DELIVERED,
         Signal.SENT: NotificationState.SENT,

@@ -101,7 +101,7 @@ def accept(
         cascade=cascade.name,
         steps=[step.to_json() for step in plan.steps],
         category=category,
-        content=render_content(cascade, body, channels, customer.locale),
+        content=render_content(cascade, body, channels, customer.locale, link_base(settings)),
         idempotency_key=idempotency_key,
         request_hash=digest,
         api_key_id=api_key_id,
@@ -160,6 +160,11 @@ def accept_round(rt: Runtime, requests: list[Request]) -> list[Accepted]:
         for one in accepted:
             work.bells.extend(one.doorbells)
     return accepted
+
+
+def link_base(settings: Settings) -> str | None:
+    """The public URL tracked links start with, when link tracking is on."""
+    return settings.public_url if settings.link_tracking else None
 
 
 def over_cap(

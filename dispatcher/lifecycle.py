@@ -273,6 +273,7 @@ def finish(
 ) -> bool:
     """Close an open notification; cancel what was not sent. False if already closed."""
     confirmed = state in (
+        NotificationState.CLICKED,
         NotificationState.READ,
         NotificationState.DELIVERED,
         NotificationState.SENT,

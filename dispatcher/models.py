@@ -249,6 +249,7 @@ class Attempt(SQLModel, table=True):
     sent_at: datetime | None = utc_column()
     delivered_at: datetime | None = utc_column()
     read_at: datetime | None = utc_column()
+    clicked_at: datetime | None = utc_column()  #: first click on one of its tracked links
     escalate_at: datetime | None = utc_column()
     finished_at: datetime | None = utc_column()
     tries: int = 0
@@ -279,6 +280,26 @@ class Event(SQLModel, table=True):
     at: datetime = utc_column(index=True, nullable=False)
     source: str = Field(max_length=48)
     detail: dict[str, Any] = json_column(dict)
+
+
+class LinkClick(SQLModel, table=True):
+    """One counted click on a tracked link (previews and scanners are not counted).
+
+    ``page`` is the link's target without its query and fragment: per-customer
+    parameters would make every link its own row in the stats.
+    """
+
+    __table_args__ = (Index("ix_linkclick_period", "notification_created_at", "cascade"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    attempt_id: str = Field(foreign_key="attempt.id", index=True, max_length=36)
+    link: int  #: the link's index in its message (the token carries it)
+    page: str = Field(max_length=512)
+    first: bool  #: the attempt's first counted click (the one that confirms)
+    channel: str = Field(max_length=16)
+    cascade: str | None = Field(default=None, max_length=64)
+    notification_created_at: datetime | None = utc_column()
+    at: datetime = utc_column(nullable=False)
 
 
 class ProviderEvent(SQLModel, table=True):

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
+from config.capabilities import Capabilities
 from config.cascades import Cascade, load_cascades
 from config.settings import Settings
 from dispatcher import metrics
@@ -22,6 +23,7 @@ from dispatcher.health import ProviderHealth
 from dispatcher.publisher import Publisher
 from dispatcher.routing import Router
 from dispatcher.throttle import Throttle, parse_limit
+from providers.base import Signal
 from providers.http import make_client
 
 Clock = Callable[[], datetime]
@@ -77,6 +79,14 @@ def build_router(settings: Settings, redis_client: object | None) -> Router:
     )
 
 
+def capabilities(settings: Settings, router: Router) -> Capabilities:
+    """What a cascade step may wait for: what the providers report, plus ``clicked`` on
+    every channel when link tracking is on (:mod:`dispatcher.links`)."""
+    return router.capabilities().with_signal(
+        Signal.CLICKED, enabled=settings.link_tracking, hint="CASCADE_LINK_TRACKING=true"
+    )
+
+
 def build_throttle(settings: Settings, redis_client: redis.Redis | None) -> Throttle:
     """Rate limits from ``CASCADE_PROVIDERS__<NAME>__RATE_LIMIT`` and ``CASCADE_RATE_LIMITS``."""
     providers = {
@@ -100,7 +110,7 @@ def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcno
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2
     )
     router = build_router(settings, redis_client)
-    cascades = load_cascades(settings.cascades_dir, router.capabilities())
+    cascades = load_cascades(settings.cascades_dir, capabilities(settings, router))
     engine = get_engine(settings.effective_database_url, settings.db_pool_size)
     throttle = build_throttle(settings, redis_client)
     return Runtime(settings, cascades, engine, router, publisher, clock, throttle=throttle)

@@ -281,6 +281,7 @@ class AttemptOut(BaseModel):
     sent_at: datetime | None
     delivered_at: datetime | None
     read_at: datetime | None
+    clicked_at: datetime | None = None  #: first counted click on one of its tracked links
     escalate_at: datetime | None
     finished_at: datetime | None
 

@@ -24,11 +24,13 @@ from sqlalchemy import case, extract, func, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
+from dispatcher.click_stats import clicked_per_channel
 from dispatcher.models import Attempt, Event, Notification
 from dispatcher.states import NotificationState
 
 #: Final states reached through a channel: the notification finished on that channel.
 DONE = (
+    NotificationState.CLICKED.value,
     NotificationState.READ.value,
     NotificationState.DELIVERED.value,
     NotificationState.SENT.value,
@@ -132,7 +134,9 @@ def channel_stats(
     finished = _finished_on(session, since, until, cascade, groups)
     total_finished = sum(finished.values())
     result = []
+    clicks = clicked_per_channel(session, since, until, cascade)
     for channel, sent, delivered, read, cost, failed in sorted(rows):
+        clicked = clicks.get(channel, 0)
         result.append(
             {
                 "channel": channel,
@@ -142,6 +146,8 @@ def channel_stats(
                 "failed": int(failed),
                 "delivery_rate": _rate(delivered, sent),
                 "read_rate": _rate(read, sent),
+                "clicked": clicked,  #: attempts with a counted click on a tracked link
+                "click_rate": _rate(clicked, sent),
                 "median_seconds_to_read": medians.get(channel),
                 "cost": round(float(cost or 0.0), 6),
                 "finished_here": finished.get(channel, 0),

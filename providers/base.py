@@ -36,13 +36,16 @@ class Signal(enum.StrEnum):
     SENT = "sent"  #: the provider accepted it
     DELIVERED = "delivered"  #: it reached the device / mailbox / handset
     READ = "read"  #: the customer opened or read it
+    #: the customer followed a tracked link (implies read); never a channel default:
+    #: the dispatcher adds it when link tracking is on
+    CLICKED = "clicked"
 
     @property
     def rank(self) -> int:
         return _SIGNAL_RANK[self]
 
 
-_SIGNAL_RANK = {Signal.SENT: 0, Signal.DELIVERED: 1, Signal.READ: 2}
+_SIGNAL_RANK = {Signal.SENT: 0, Signal.DELIVERED: 1, Signal.READ: 2, Signal.CLICKED: 3}
 
 #: What each channel can confirm (DESIGN §6). ``sent`` is always available.
 CHANNEL_SIGNALS: Mapping[Channel, frozenset[Signal]] = {

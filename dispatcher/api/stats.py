@@ -11,6 +11,7 @@ from sqlmodel import Session
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem
+from dispatcher.click_stats import link_stats
 from dispatcher.period import PeriodError, period
 from dispatcher.runtime import Runtime
 from dispatcher.savings import Bucket, bucket_for, redundant, series
@@ -69,6 +70,7 @@ def stats_document(
             "redundant": wasted,
             "redundant_sends": sum(row["sends"] for row in wasted),
             "redundant_cost": round(sum(row["cost"] for row in wasted), 6),
+            "links": link_stats(session, start, end, cascade),
         }
     )
     return document
