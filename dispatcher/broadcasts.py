@@ -26,7 +26,6 @@ from dispatcher.intake import IdempotencyConflict
 from dispatcher.models import Attempt, Broadcast, BroadcastMember, Customer, Event, Notification
 from dispatcher.schemas import BroadcastIn, BroadcastOut, NotificationIn
 from dispatcher.states import OPEN_STATES, WAITING_STATES, AttemptState, NotificationState
-from providers.base import Channel
 
 FANNING_OUT, SENDING, DONE, CANCELLED = "fanning_out", "sending", "done", "cancelled"
 _MEMBER_CHUNK = 10_000
@@ -37,7 +36,7 @@ def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, Any]:
     """Content for every channel the cascade may use in every locale, rendered once: a
     missing variable is a 422 now, not a million broken messages later. Each member
     gets the variant of its locale when its batch is fanned out."""
-    channels = list(dict.fromkeys(m.channel for s in cascade.steps for m in s.members()))
+    channels = cascade.every_channel()  # A/B: each member may get another variant's steps
     as_single = NotificationIn(
         customer_id="broadcast",
         cascade=body.cascade,
@@ -46,7 +45,7 @@ def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, Any]:
         template=body.template,
         data=body.data,
     )
-    return render_variants(cascade, as_single, [Channel(c) for c in channels])
+    return render_variants(cascade, as_single, channels)
 
 
 def accept(

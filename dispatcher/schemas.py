@@ -331,6 +331,8 @@ class NotificationOut(NotificationAccepted):
     cost: float
     attempts: list[AttemptOut]
     events: list[EventOut]
+    experiment: str | None = None  #: the cascade's A/B experiment, if it runs one
+    variant: str | None = None  #: the variant this customer was assigned
 
 
 class ReceiptIn(Strict):
