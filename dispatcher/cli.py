@@ -23,7 +23,7 @@ import httpx
 
 from config.cascades import CascadeConfigError, load_cascades
 from config.settings import Settings, SettingsError, get_settings
-from dispatcher import __version__, logs, remote
+from dispatcher import __version__, experiment_commands, logs, remote
 from dispatcher.client import ApiError
 from dispatcher.launcher import LaunchError, flower_command
 from dispatcher.publisher import CeleryPublisher
@@ -286,6 +286,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="directory (default: CASCADE_CASCADES_DIR)")
     check.set_defaults(func=cmd_cascades_check)
     remote.add_commands(sub)
+    experiment_commands.add_commands(sub)
     return root
 
 

@@ -12,13 +12,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
+from dispatcher.api.app import create_app
+from dispatcher.cli import main
 from dispatcher.confidence import newcombe
 from dispatcher.experiments import assign
 from dispatcher.models import Attempt, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
+from tests.conftest import TEST_KEY
 from tests.dispatcher.test_api_errors import fields, problem
 from tests.dispatcher.test_broadcasts import fan_outs
+from tests.simulators.server import serve
 from tests.support.clock import FakeClock
 from tests.support.dispatching import Make, drain
 from tests.support.scenario import put_customer, receipt, send, show
@@ -263,3 +267,42 @@ _FIGURES = (
     "cost",
     "cost_per_confirmed",
 )
+
+
+def test_cli_stops_and_promotes_through_the_api_and_stats_prints_the_variants(
+    make: Make, capsys: pytest.CaptureFixture[str]
+):
+    """`dispatcher experiment stop|show|promote` change the running API's variants;
+    `dispatcher stats` prints both variants; a wrong variant is one clear message."""
+    runtime, api = make(cascades_dir=EXPERIMENTS)
+    with serve(create_app(runtime)) as url:
+        options = ["--url", url, "--api-key", TEST_KEY]
+        assert main(["experiment", "stop", *options, EXPERIMENT, "email_first"]) == 0
+        out, _ = capsys.readouterr()
+        first, header, *variants = out.splitlines()
+        assert first == f"experiment {EXPERIMENT} (cascade ab, control control)"
+        assert header.split()[:3] == ["variant", "weight", "status"]
+        assert [line.split()[:3] for line in variants] == [
+            ["control", "3", "active"],
+            ["email_first", "1", "stopped"],
+        ]
+        assert api.get(f"/v1/experiments/{EXPERIMENT}").json()["variants"][1]["status"] == (
+            "stopped"
+        )
+        assert main(["experiment", "promote", *options, EXPERIMENT, "control"]) == 0
+        assert main(["experiment", "show", *options, EXPERIMENT]) == 0
+        out, _ = capsys.readouterr()
+        assert "promoted" in out.splitlines()[-2]
+        assert main(["experiment", "stop", *options, EXPERIMENT, "nope"]) == 1
+        _, err = capsys.readouterr()
+        assert "variant: experiment 'push-vs-email' has no variant 'nope'" in err
+        assert "Traceback" not in err
+        put_customer(api, "cli")
+        send(api, "cli", cascade="ab")
+        assert main(["stats", *options, "--since", "1h"]) == 0
+        out, _ = capsys.readouterr()
+    section = out[out.index(f"A/B {EXPERIMENT}") :].splitlines()
+    assert [line.split()[:3] for line in section[2:]] == [
+        ["control", "promoted", "1"],
+        ["email_first", "stopped", "0"],
+    ]
