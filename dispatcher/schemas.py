@@ -382,6 +382,7 @@ class CascadeOut(BaseModel):
     quiet_hours: str
     paid_last: bool
     steps: list[CascadeStepOut]
+    experiment: str | None = None  #: its A/B experiment (see ``/v1/experiments/{name}``)
 
 
 CustomerIdIn = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]

@@ -128,6 +128,8 @@ def test_stop_and_promote_change_new_assignments_without_a_restart(make: Make, c
     change(api, "email_first", "resume")
     assert show(api, send(api, stays, cascade="ab")["id"])["variant"] == "control"
     assert [e["name"] for e in api.get("/v1/experiments").json()] == [EXPERIMENT]
+    assert api.get("/v1/cascades/ab").json()["experiment"] == EXPERIMENT
+    assert api.get("/v1/cascades/basic").json()["experiment"] is None
 
 
 @pytest.mark.parametrize(
