@@ -324,7 +324,7 @@ def _rule_problems(
         at = where(["steps", index, "channel"])
         message = f"no provider is configured for {channel} and the sandbox is off"
         problems.append(Problem(path, ".".join(map(str, at)), message, line_of(node, at)))
-    for parts, message in variant_problems(cascade, available):
+    for parts, message in variant_problems(cascade, capabilities):
         problems.append(Problem(path, ".".join(map(str, parts)), message, line_of(node, parts)))
     return problems
 

@@ -11,14 +11,13 @@ customer id and the experiment name against the weights).
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from config.capabilities import Capabilities
 from config.cascade_rules import cascade_problems
 from config.durations import Duration
-from providers.base import Channel
 
 if TYPE_CHECKING:
     from config.cascades import Cascade, Step
@@ -74,7 +73,7 @@ def with_variant(cascade: Cascade, variant: Variant) -> Cascade:
 
 
 def variant_problems(
-    cascade: Cascade, available: Collection[Channel] | None
+    cascade: Cascade, capabilities: Capabilities | None
 ) -> list[tuple[list[str | int], str]]:
     """The cascade rules on each variant, as problems of ``experiment.variants.<i>``.
 
@@ -83,20 +82,21 @@ def variant_problems(
     """
     if cascade.experiment is None:
         return []
-    own = {(tuple(parts), message) for parts, message in cascade_problems(cascade)}
+    own = {(tuple(parts), message) for parts, message in cascade_problems(cascade, capabilities)}
     problems: list[tuple[list[str | int], str]] = []
     for index, variant in enumerate(cascade.experiment.variants):
         if variant.steps is None and variant.ttl is None:
             continue
         at: list[str | int] = ["experiment", "variants", index]
-        for parts, message in cascade_problems(with_variant(cascade, variant)):
+        for parts, message in cascade_problems(with_variant(cascade, variant), capabilities):
             if (tuple(parts), message) in own:
                 continue
             if parts[0] == "steps" or parts == ["ttl"]:
                 problems.append(([*at, *parts], message))
             else:  # a template that does not cover a channel only this variant uses
                 problems.append(([*at, "steps"], f"{'.'.join(map(str, parts))}: {message}"))
-        if available is not None:
+        if capabilities is not None:
+            available = capabilities.available()
             for step_index, step in enumerate(variant.steps or ()):
                 for member in step.members():
                     if member.channel not in available:
