@@ -26,6 +26,7 @@ from pydantic import (
 from config.capabilities import Capabilities
 from config.cascade_rules import cascade_problems
 from config.durations import Duration, parse_duration
+from config.experiments import Experiment, Variant, variant_problems, with_variant
 from config.problems import (
     CascadeConfigError as CascadeConfigError,  # re-exported: callers catch it from here
 )
@@ -111,6 +112,10 @@ class Step(BaseModel):
         )
 
 
+# A variant's steps are cascade steps: resolve the forward reference now Step exists.
+Variant.model_rebuild(_types_namespace={"Step": Step})
+Experiment.model_rebuild()
+
 #: One template's per-channel parts (``any`` serves channels not listed).
 Templates = dict[Channel | Literal["any"], ChannelTemplate]
 
@@ -134,6 +139,8 @@ class Cascade(BaseModel):
     locales: dict[str, dict[str, Templates]] = Field(default_factory=dict)
     #: Data to render each template with when checking it: template name → data.
     samples: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: A/B variants of the steps (:mod:`config.experiments`); None: no experiment.
+    experiment: Experiment | None = None
 
     @field_validator("default_locale")
     @classmethod
@@ -165,8 +172,26 @@ class Cascade(BaseModel):
                 continue  # that step's own error is reported
         return {**data, "ttl": max(DEFAULT_TTL, total)}
 
+    @property
+    def experiment_name(self) -> str | None:
+        """The experiment's name (the cascade's name unless given), None without one."""
+        if self.experiment is None:
+            return None
+        return self.experiment.name or self.name
+
+    def variant(self, name: str) -> Cascade:
+        """The cascade as variant ``name`` of its experiment runs it."""
+        assert self.experiment is not None
+        return with_variant(self, next(v for v in self.experiment.variants if v.name == name))
+
     def channels(self) -> list[Channel]:
         return [member.channel for step in self.steps for member in step.members()]
+
+    def every_channel(self) -> list[Channel]:
+        """The channels of its steps and of every variant's steps, each once."""
+        variants = self.experiment.variants if self.experiment else ()
+        steps = [*self.steps, *(s for v in variants for s in v.steps or ())]
+        return list(dict.fromkeys(m.channel for step in steps for m in step.members()))
 
     def variants(self, name: str) -> dict[str, Templates]:
         """Every locale variant of template ``name``, the default first: locale → templates."""
@@ -248,6 +273,19 @@ def _known_keys(parts: list[str | int]) -> Collection[str]:
         return Member.model_fields
     if parts[0] == "templates" and len(parts) == 4:
         return ChannelTemplate.model_fields
+    if parts[0] == "experiment":
+        return _experiment_keys(parts[1:])
+    return ()
+
+
+def _experiment_keys(parts: list[str | int]) -> Collection[str]:
+    """The keys allowed under ``experiment`` where ``parts`` points."""
+    if len(parts) == 1:
+        return Experiment.model_fields
+    if len(parts) == 3:
+        return Variant.model_fields
+    if len(parts) == 5 and parts[2] == "steps":
+        return Step.model_fields
     return ()
 
 
@@ -298,6 +336,8 @@ def _rule_problems(
         at = where(["steps", index, "channel"])
         message = f"no provider is configured for {channel} and the sandbox is off"
         problems.append(Problem(path, ".".join(map(str, at)), message, line_of(node, at)))
+    for parts, message in variant_problems(cascade, capabilities):
+        problems.append(Problem(path, ".".join(map(str, parts)), message, line_of(node, parts)))
     return problems
 
 
@@ -356,6 +396,7 @@ def load_cascades(
     if not directory.is_dir():
         raise CascadeConfigError([Problem(directory, "(directory)", "no such directory")])
     cascades: dict[str, Cascade] = {}
+    experiments: dict[str, str] = {}  #: experiment name -> the cascade running it
     problems: list[Problem] = []
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     for path in files:
@@ -366,6 +407,14 @@ def load_cascades(
             continue
         if cascade.name in cascades:
             problems.append(Problem(path, "name", f"cascade {cascade.name!r} is defined twice"))
+        experiment = cascade.experiment_name
+        if experiment is not None and experiment in experiments:
+            message = (
+                f"experiment {experiment!r} is also run by cascade {experiments[experiment]!r}"
+            )
+            problems.append(Problem(path, "experiment.name", message))
+        if experiment is not None:
+            experiments[experiment] = cascade.name
         cascades[cascade.name] = cascade
     if not files:
         problems.append(Problem(directory, "(directory)", "no cascade files (*.yaml) found"))

@@ -42,6 +42,8 @@ class MemberPlan:
     plan: Plan
     due: datetime | None = None  #: when the first attempt is due (None when suppressed)
     locale: str | None = None  #: the customer's locale: picks the content variant
+    experiment: str | None = None  #: the A/B experiment the member was assigned in
+    variant: str | None = None  #: ... and its variant (the plan used its steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,8 @@ def member_rows(
             "finished_at": now if suppressed else None,
             "cost": 0.0,
             "broadcast_id": shared.broadcast_id,
+            "experiment": planned.experiment,
+            "variant": planned.variant,
         }
     )
     events = rows.events
@@ -140,6 +144,11 @@ def member_rows(
             now,
             cascade=shared.cascade.name,
             broadcast_id=shared.broadcast_id,
+            **(
+                {"experiment": planned.experiment, "variant": planned.variant}
+                if planned.variant
+                else {}
+            ),
         )
     )
     for skip in plan.skipped:

@@ -25,8 +25,13 @@ from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict
 from dispatcher.models import Attempt, Broadcast, BroadcastMember, Customer, Event, Notification
 from dispatcher.schemas import BroadcastIn, BroadcastOut, NotificationIn
-from dispatcher.states import OPEN_STATES, WAITING_STATES, AttemptState, NotificationState
-from providers.base import Channel
+from dispatcher.states import (
+    CONFIRMED_STATES,
+    OPEN_STATES,
+    WAITING_STATES,
+    AttemptState,
+    NotificationState,
+)
 
 FANNING_OUT, SENDING, DONE, CANCELLED = "fanning_out", "sending", "done", "cancelled"
 _MEMBER_CHUNK = 10_000
@@ -37,7 +42,7 @@ def _rendered(cascade: Cascade, body: BroadcastIn, base: str | None) -> dict[str
     """Content for every channel the cascade may use in every locale, rendered once: a
     missing variable is a 422 now, not a million broken messages later. Each member
     gets the variant of its locale when its batch is fanned out."""
-    channels = list(dict.fromkeys(m.channel for s in cascade.steps for m in s.members()))
+    channels = cascade.every_channel()  # A/B: each member may get another variant's steps
     as_single = NotificationIn(
         customer_id="broadcast",
         cascade=body.cascade,
@@ -46,7 +51,7 @@ def _rendered(cascade: Cascade, body: BroadcastIn, base: str | None) -> dict[str
         template=body.template,
         data=body.data,
     )
-    return render_variants(cascade, as_single, [Channel(c) for c in channels], base)
+    return render_variants(cascade, as_single, channels, base)
 
 
 def accept(
@@ -208,12 +213,6 @@ def progress(session: Session, broadcast: Broadcast) -> BroadcastOut:
     state = broadcast.state
     if state == SENDING and open_ == 0:
         state = DONE
-    confirmed = [
-        NotificationState.SENT,
-        NotificationState.DELIVERED,
-        NotificationState.READ,
-        NotificationState.CLICKED,
-    ]
     return BroadcastOut(
         id=broadcast.id,
         state=state,
@@ -226,7 +225,7 @@ def progress(session: Session, broadcast: Broadcast) -> BroadcastOut:
         opted_out=sum(n for r, n in suppressed.items() if r.startswith("opted_out")),
         scheduled=int(scheduled),
         sent=int(sent),
-        confirmed=sum(by_state.get(s, 0) for s in confirmed),
+        confirmed=sum(by_state.get(s, 0) for s in CONFIRMED_STATES),
         delivered=by_state.get(NotificationState.DELIVERED, 0),
         read=by_state.get(NotificationState.READ, 0),
         failed=by_state.get(NotificationState.EXHAUSTED, 0),

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from config.cascades import CascadeConfigError, load_cascades
+from config.cascades import Cascade, CascadeConfigError, load_cascades
 from config.settings import Settings, SettingsError, get_settings
-from dispatcher import __version__, logs, remote
+from dispatcher import __version__, experiment_commands, logs, remote
 from dispatcher.client import ApiError
 from dispatcher.launcher import LaunchError, flower_command
 from dispatcher.publisher import CeleryPublisher
@@ -72,6 +72,15 @@ def _exec(argv: list[str]) -> int:
     os.execv(argv[0], argv)  # noqa: S606 - replaces this process with a fixed command
 
 
+def _chain(cascade: Cascade) -> str:
+    return " -> ".join(
+        step.channel
+        if not step.among
+        else f"messenger({','.join(m.channel for m in step.members())})"
+        for step in cascade.steps
+    )
+
+
 def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
     from dispatcher.runtime import build_router, capabilities
 
@@ -79,12 +88,12 @@ def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
     router = build_router(settings, None)
     cascades = load_cascades(path, capabilities(settings, router))
     for name, cascade in sorted(cascades.items()):
-        chain = " -> ".join(
-            step.channel
-            if not step.among
-            else f"messenger({','.join(m.channel for m in step.members())})"
-            for step in cascade.steps
-        )
+        chain = _chain(cascade)
+        if cascade.experiment is not None:  # A/B: each variant's weight and steps
+            chain += f"; experiment {cascade.experiment_name}: " + ", ".join(
+                f"{v.name} ({v.weight:g}) {_chain(cascade.variant(v.name))}"
+                for v in cascade.experiment.variants
+            )
         locales = ""
         if cascade.templates:  # every variant rendered with sample data at load
             others = "".join(f", {locale}" for locale in cascade.locales)
@@ -286,6 +295,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="directory (default: CASCADE_CASCADES_DIR)")
     check.set_defaults(func=cmd_cascades_check)
     remote.add_commands(sub)
+    experiment_commands.add_commands(sub)
     return root
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, update
@@ -137,7 +138,11 @@ def plan_batch(
             limit=limits.get(customer_id),
             preferences=prefs.get(customer_id),
         )
-        member_rows(rows, shared, customer_id, plan_member(cascade, member, category, now), now)
+        # A/B: the member's variant is planned (its steps); the broadcast's TTL stays.
+        assigned = rt.experiments.for_cascade(session, cascade, customer_id, now)
+        planned = plan_member(assigned.cascade, member, category, now)
+        planned = replace(planned, experiment=assigned.experiment, variant=assigned.variant)
+        member_rows(rows, shared, customer_id, planned, now)
     return rows
 
 

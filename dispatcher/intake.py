@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -29,6 +30,7 @@ from dispatcher.customers import (
     upsert_contacts,
 )
 from dispatcher.engine import Plan, plan_steps
+from dispatcher.experiments import VariantStatuses
 from dispatcher.history import record
 from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.lifecycle import create_attempt
@@ -70,8 +72,12 @@ def accept(
     api_key_id: str,
     idempotency_key: str | None,
     now: datetime,
+    experiments: VariantStatuses | None = None,
 ) -> Accepted:
-    """Store a new notification and its first attempt (or replay an earlier one)."""
+    """Store a new notification and its first attempt (or replay an earlier one).
+
+    A cascade with an ``experiment`` runs the customer's variant (its steps and TTL).
+    """
     digest = request_hash(body)
     if idempotency_key:
         existing = find_by_key(session, Notification, api_key_id, idempotency_key)
@@ -92,6 +98,8 @@ def accept(
     customer = ensure_customer(session, body.customer_id, now)
     upsert_contacts(session, customer.id, body.contacts, now, "contacts")
     category = body.category or cascade.category
+    assigned = (experiments or VariantStatuses()).for_cascade(session, cascade, customer.id, now)
+    cascade = assigned.cascade
     plan = plan_steps(cascade, profile_of(session, customer), category)
     if plan.suppressed is None and over_cap(session, customer, settings, category, now):
         plan = Plan(steps=(), skipped=plan.skipped, suppressed="frequency_cap")
@@ -108,11 +116,22 @@ def accept(
         respect_quiet_hours=cascade.quiet_hours == "respect",
         expires_at=now + (body.ttl or cascade.ttl),
         created_at=now,
+        experiment=assigned.experiment,
+        variant=assigned.variant,
     )
     session.add(notification)
     session.flush()
+    variant: dict[str, Any] = {}
+    if assigned.experiment and assigned.variant:
+        variant = {"experiment": assigned.experiment, "variant": assigned.variant}
     record(
-        session, "accepted", at=now, source="api", notification=notification, cascade=cascade.name
+        session,
+        "accepted",
+        at=now,
+        source="api",
+        notification=notification,
+        cascade=cascade.name,
+        **variant,
     )
     for skip in plan.skipped:
         record(
@@ -154,6 +173,7 @@ def accept_round(rt: Runtime, requests: list[Request]) -> list[Accepted]:
                 api_key_id=request.api_key_id,
                 idempotency_key=request.idempotency_key,
                 now=request.now,
+                experiments=rt.experiments,
             )
             for request in requests
         ]

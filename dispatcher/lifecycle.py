@@ -23,6 +23,7 @@ from dispatcher.history import record
 from dispatcher.models import Attempt, Customer, Notification
 from dispatcher.publisher import Doorbell
 from dispatcher.states import (
+    CONFIRMED_STATES,
     OPEN_STATES,
     WAITING_STATES,
     AttemptState,
@@ -272,12 +273,7 @@ def finish(
     attempt: Attempt | None = None,
 ) -> bool:
     """Close an open notification; cancel what was not sent. False if already closed."""
-    confirmed = state in (
-        NotificationState.CLICKED,
-        NotificationState.READ,
-        NotificationState.DELIVERED,
-        NotificationState.SENT,
-    )
+    confirmed = state in CONFIRMED_STATES
     channel = attempt.channel if attempt is not None and confirmed else None
     if not move_notification(
         session, notification, state, finished_at=now, reason=reason, finished_channel=channel

@@ -150,6 +150,14 @@ class Notification(SQLModel, table=True):
         ),
         # One notification per customer per broadcast (NULLs are distinct: single sends).
         Index("uq_notification_broadcast_customer", "broadcast_id", "customer_id", unique=True),
+        # /v1/stats compares variants: only the notifications of an experiment.
+        Index(
+            "ix_notification_experiment",
+            "experiment",
+            "created_at",
+            postgresql_where=text("experiment IS NOT NULL"),
+            sqlite_where=text("experiment IS NOT NULL"),
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -180,6 +188,9 @@ class Notification(SQLModel, table=True):
     sms_segments: int | None = Field(
         default=None, sa_column=Column(Integer, nullable=True, default=sms_segments_of)
     )
+    #: The cascade's A/B experiment and the variant this customer was assigned (else NULL).
+    experiment: str | None = Field(default=None, max_length=64)
+    variant: str | None = Field(default=None, max_length=64)
 
 
 class Attempt(SQLModel, table=True):
@@ -395,3 +406,17 @@ class BroadcastMember(SQLModel, table=True):
 
     broadcast_id: str = Field(primary_key=True, max_length=36)
     customer_id: str = Field(primary_key=True, max_length=128)
+
+
+class ExperimentVariantState(SQLModel, table=True):
+    """An operator's decision on one variant: stopped or promoted, without a redeploy.
+
+    No row means active. Read by :class:`dispatcher.experiments.VariantStatuses`.
+    """
+
+    __tablename__ = "experiment_variant_state"
+
+    experiment: str = Field(primary_key=True, max_length=64)
+    variant: str = Field(primary_key=True, max_length=64)
+    status: str = Field(max_length=16)  #: active | stopped | promoted
+    updated_at: datetime = utc_column(nullable=False)

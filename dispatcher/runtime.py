@@ -19,6 +19,7 @@ from config.settings import Settings
 from dispatcher import metrics
 from dispatcher.batch import Batch
 from dispatcher.db import get_engine
+from dispatcher.experiments import VariantStatuses
 from dispatcher.health import ProviderHealth
 from dispatcher.publisher import Publisher
 from dispatcher.routing import Router
@@ -45,6 +46,8 @@ class Runtime:
     next_latency_check: datetime = EPOCH  #: when the sweep next checks receipt latency
     throttle: Throttle = field(default_factory=Throttle.unlimited)  #: global provider limits
     batches: dict[str, Batch[Any, Any]] = field(default_factory=dict)  #: group commit, by step
+    #: A/B variant statuses (stopped/promoted), cached for a few seconds per process.
+    experiments: VariantStatuses = field(default_factory=VariantStatuses)
 
     def now(self) -> datetime:
         return self.clock()

@@ -332,6 +332,8 @@ class NotificationOut(NotificationAccepted):
     cost: float
     attempts: list[AttemptOut]
     events: list[EventOut]
+    experiment: str | None = None  #: the cascade's A/B experiment, if it runs one
+    variant: str | None = None  #: the variant this customer was assigned
 
 
 class ReceiptIn(Strict):
@@ -381,6 +383,7 @@ class CascadeOut(BaseModel):
     quiet_hours: str
     paid_last: bool
     steps: list[CascadeStepOut]
+    experiment: str | None = None  #: its A/B experiment (see ``/v1/experiments/{name}``)
 
 
 CustomerIdIn = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]

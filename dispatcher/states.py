@@ -19,6 +19,14 @@ class NotificationState(enum.StrEnum):
     SUPPRESSED = "suppressed"  #: never sent: opted out, frequency cap, no contact
 
 
+#: Final states reached through a channel: a step got what it waits for (most certain first).
+CONFIRMED_STATES: tuple[NotificationState, ...] = (
+    NotificationState.CLICKED,
+    NotificationState.READ,
+    NotificationState.DELIVERED,
+    NotificationState.SENT,
+)
+
 #: States in which the cascade still moves.
 OPEN_STATES: frozenset[NotificationState] = frozenset(
     {NotificationState.ACCEPTED, NotificationState.IN_PROGRESS}

@@ -26,15 +26,10 @@ from sqlmodel import Session, col
 
 from dispatcher.click_stats import clicked_per_channel
 from dispatcher.models import Attempt, Event, Notification
-from dispatcher.states import NotificationState
+from dispatcher.states import CONFIRMED_STATES, NotificationState
 
 #: Final states reached through a channel: the notification finished on that channel.
-DONE = (
-    NotificationState.CLICKED.value,
-    NotificationState.READ.value,
-    NotificationState.DELIVERED.value,
-    NotificationState.SENT.value,
-)
+DONE = tuple(state.value for state in CONFIRMED_STATES)
 #: PostgreSQL memory for this read-only transaction: the medians sort the period's read
 #: times per channel (about 12 MB per million reads); less spills to disk.
 WORK_MEM = "64MB"

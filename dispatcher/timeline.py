@@ -87,6 +87,8 @@ def build(
         "finished_at": notification.finished_at,
         "finished_channel": notification.finished_channel,
         "cost": round(notification.cost, 6),
+        "experiment": notification.experiment,
+        "variant": notification.variant,
         "lanes": [NOTIFICATION_LANE, *lanes.values()],
         "spans": spans,
         "marks": marks,

@@ -114,6 +114,7 @@ def _cascade_out(runtime: RuntimeDep, name: str) -> CascadeOut:
         quiet_hours=cascade.quiet_hours,
         paid_last=cascade.paid_last,
         steps=steps,
+        experiment=cascade.experiment_name,
     )
 
 
