@@ -131,6 +131,9 @@ class Cascade(BaseModel):
     ttl: Duration  #: default: :data:`DEFAULT_TTL` or the sum of the step timeouts
     quiet_hours: Literal["respect", "ignore"] = "respect"
     paid_last: bool = True  #: paid channels stay last even if a customer prefers them
+    #: ``adaptive``: each customer's history picks the messenger and the order of the free
+    #: steps (:func:`dispatcher.engine.adaptive_order`); ``static``: the file's order.
+    order: Literal["static", "adaptive"] = "static"
     steps: tuple[Step, ...] = Field(min_length=1)
     templates: dict[str, Templates] = Field(default_factory=dict)
     #: The language of ``templates``: what a customer whose locale has no variant gets.

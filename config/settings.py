@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     #: (the sandbox included): messages/s, e.g. ``{"telegram": 30, "whatsapp": "80/10"}``.
     rate_limits: dict[Channel, Any] = Field(default_factory=dict)
     throttle_max_wait: float = Field(default=1.0, ge=0)  #: longer: the attempt is rescheduled
+    #: Adaptive order: an engagement observation this many seconds old counts half.
+    engagement_half_life: float = Field(default=30 * 86400.0, ge=3600)
+    #: Adaptive order: the population's rate counts as this many attempts of a customer.
+    engagement_prior_strength: float = Field(default=5.0, ge=0)
+    #: Adaptive order: seconds an API process reuses the population's rates per channel.
+    engagement_population_refresh: float = Field(default=300.0, gt=0)
     broadcast_batch: int = Field(default=1000, ge=1)  #: customers planned per fan-out task
     broadcast_stalled_after: float = Field(default=60.0, gt=0)  #: fan-out restarted by sweep
     max_broadcast_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

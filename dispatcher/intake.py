@@ -29,6 +29,7 @@ from dispatcher.customers import (
     profile_of,
     upsert_contacts,
 )
+from dispatcher.engagement import affinity_of
 from dispatcher.engine import Plan, plan_steps
 from dispatcher.experiments import VariantStatuses
 from dispatcher.history import record
@@ -100,7 +101,11 @@ def accept(
     category = body.category or cascade.category
     assigned = (experiments or VariantStatuses()).for_cascade(session, cascade, customer.id, now)
     cascade = assigned.cascade
-    plan = plan_steps(cascade, profile_of(session, customer), category)
+    # Adaptive only: one read of the customer's engagement rows (population rates cached).
+    affinity = (
+        affinity_of(session, customer.id, now, settings) if cascade.order == "adaptive" else None
+    )
+    plan = plan_steps(cascade, profile_of(session, customer), category, affinity)
     if plan.suppressed is None and over_cap(session, customer, settings, category, now):
         plan = Plan(steps=(), skipped=plan.skipped, suppressed="frequency_cap")
     channels = [step.channel for step in plan.steps]
@@ -133,6 +138,17 @@ def accept(
         cascade=cascade.name,
         **variant,
     )
+    if plan.reasons:
+        record(
+            session,
+            "ordered",
+            at=now,
+            source="engine",
+            notification=notification,
+            order="adaptive",
+            reason=plan.reasons[0],
+            steps=list(plan.reasons),
+        )
     for skip in plan.skipped:
         record(
             session,

@@ -18,6 +18,7 @@ from sqlmodel import Session, col
 
 from dispatcher.content import attempt_fields
 from dispatcher.decisions import Then, Transition, on_timeout
+from dispatcher.engagement import observe
 from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
 from dispatcher.models import Attempt, Customer, Notification
@@ -201,6 +202,14 @@ def _follow(
         attempt=attempt,
         **transition.detail,
     )
+    if transition.then in (Then.FINISH, Then.NEXT):  # the attempt ended: confirmed or not
+        observe(
+            session,
+            customer_id=notification.customer_id,
+            channel=attempt.channel,
+            confirmed=transition.then is Then.FINISH,
+            at=work.now,
+        )
     if transition.then is Then.FINISH and transition.finish_as is not None:
         finish(
             session,

@@ -110,6 +110,21 @@ class ContactPoint(SQLModel, table=True):
     last_inbound_at: datetime | None = utc_column()
 
 
+class Engagement(SQLModel, table=True):
+    """How one customer answered on one channel: exponentially decayed attempt counts.
+
+    ``tried`` counts attempts that ended (confirmed within their step's timeout, or
+    escalated), ``confirmed`` the confirmed ones, both as of ``as_of`` (Unix seconds):
+    :mod:`dispatcher.engagement` decays them when it adds to them or reads them.
+    """
+
+    customer_id: str = Field(foreign_key="customer.id", primary_key=True, max_length=128)
+    channel: str = Field(primary_key=True, max_length=16)
+    confirmed: float = 0.0
+    tried: float = 0.0
+    as_of: float = 0.0
+
+
 #: Rows the sweep looks at, as partial-index predicates (the queries repeat them).
 def timer_predicate(prefix: str = "") -> str:
     """Live timers: ``prefix`` qualifies the columns (``"attempt."``) in a join."""

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from config.capabilities import Capabilities
 from config.cascades import Cascade, load_cascades
 from config.settings import Settings
-from dispatcher import metrics
+from dispatcher import engagement, metrics
 from dispatcher.batch import Batch
 from dispatcher.db import get_engine
 from dispatcher.experiments import VariantStatuses
@@ -109,6 +109,7 @@ def build_throttle(settings: Settings, redis_client: redis.Redis | None) -> Thro
 def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcnow) -> Runtime:
     """Validate providers and cascades (fail fast) and connect the database."""
     metrics.install()  # this process's committed history is counted
+    engagement.install(settings)
     redis_client = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2
     )
