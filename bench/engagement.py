@@ -6,14 +6,16 @@ not part of the test suite. Every order is planned by the real
 estimator (:mod:`dispatcher.affinity`: decayed counts, the population's rate as prior),
 fed with the simulated outcomes as :mod:`dispatcher.engagement` would store them.
 
-The cascade (costs: the default ``costs`` setting)::
+The cascade (costs and the adaptive order's settings: their defaults)::
 
-    push (read, 5 min) -> messenger among [whatsapp, telegram, viber] (read, 15 min)
+    push (read, 5 min) -> messenger among [whatsapp, viber, vk] (read, 15 min)
     -> email (read, 1 h) -> sms (delivered, 10 min)
+
+(Telegram is left out: a bot sees no reads, so a Telegram step can wait only for "sent".)
 
 The population (seeded; each customer drawn independently; no stated preferences):
 
-* contacts: push 60%, whatsapp 70%, telegram 60%, viber 40%, email 90%, sms 100%;
+* contacts: push 60%, whatsapp 70%, viber 40%, vk 50%, email 90%, sms 100%;
 * one of the customer's messengers (uniformly) is their favourite;
 * chance to read a message: favourite messenger ~ Beta(8, 2) (mean 0.80), other
   messengers ~ Beta(1, 6) (0.14), push ~ Beta(2, 3) (0.40), email ~ Beta(1.5, 6)
@@ -28,7 +30,7 @@ Each customer gets ``--notifications`` notifications, one a day. Orders compared
 * static: the file's order (the messenger step takes the first messenger listed that
   the customer has);
 * A/B: half the customers (sha256 of experiment name and customer id) get the file's
-  order, half the messenger step first with telegram listed first;
+  order, half the messenger step first with vk listed first;
 * adaptive: ``order: adaptive``, the population's rates refreshed once a day.
 """
 
@@ -44,22 +46,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.cascade_rules import cascade_problems
 from config.cascades import Cascade
-from config.settings import DEFAULT_COSTS
+from config.settings import DEFAULT_COSTS, Settings
 from dispatcher.affinity import Affinity, Counts, observed, population_rate
 from dispatcher.engine import Plan, Profile, plan_steps
 from providers.base import Channel
 
 DAY = 86400.0
-HALF_LIFE = 30 * DAY  #: the ``engagement_half_life`` default
-STRENGTH = 5.0  #: the ``engagement_prior_strength`` default
+#: The settings' defaults: half-life, prior strength and the value of an hour of waiting.
+HALF_LIFE, STRENGTH, COST_PER_HOUR = (
+    float(Settings.model_fields[f"engagement_{name}"].default)
+    for name in ("half_life", "prior_strength", "cost_per_hour")
+)
 EXPERIMENT = "messenger_first"
 
 STEPS: list[dict[str, Any]] = [
     {"channel": "push", "wait_for": "read", "timeout": "5m"},
     {
         "channel": "messenger",
-        "among": ["whatsapp", "telegram", "viber"],
+        "among": ["whatsapp", "viber", "vk"],
         "wait_for": "read",
         "timeout": "15m",
     },
@@ -71,25 +77,27 @@ VARIANT_B = Cascade.model_validate(
     {
         "name": "variant_b",
         "steps": [
-            {**STEPS[1], "among": ["telegram", "whatsapp", "viber"]},
+            {**STEPS[1], "among": ["vk", "whatsapp", "viber"]},
             STEPS[0],
             *STEPS[2:],
         ],
     }
 )
 ADAPTIVE = Cascade.model_validate({"name": "adaptive", "order": "adaptive", "steps": STEPS})
+# The cross-field rules a cascade file must pass (wait conditions each channel can report).
+assert not [p for c in (STATIC, VARIANT_B, ADAPTIVE) for p in cascade_problems(c)]
 
-P, T, W, V, E, S = (
+P, W, V, K, E, S = (
     Channel.PUSH,
-    Channel.TELEGRAM,
     Channel.WHATSAPP,
     Channel.VIBER,
+    Channel.VK,
     Channel.EMAIL,
     Channel.SMS,
 )
-MESSENGERS = (W, T, V)
-HAS_CONTACT = {P: 0.6, W: 0.7, T: 0.6, V: 0.4, E: 0.9, S: 1.0}
-MEDIAN_DELAY = {P: (60, 300), W: (60, 600), T: (60, 600), V: (60, 600), E: (600, 7200)}
+MESSENGERS = (W, V, K)
+HAS_CONTACT = {P: 0.6, W: 0.7, V: 0.4, K: 0.5, E: 0.9, S: 1.0}
+MEDIAN_DELAY = {P: (60, 300), W: (60, 600), V: (60, 600), K: (60, 600), E: (600, 7200)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +184,7 @@ class Learner:
             if (found := self.own.get((customer.id, channel))) is not None
             for counts, as_of in [found]
         }
-        return Affinity(own, self.rates, DEFAULT_COSTS, STRENGTH)
+        return Affinity(own, self.rates, DEFAULT_COSTS, STRENGTH, COST_PER_HOUR)
 
 
 Draws = dict[Channel, tuple[bool, float]]
@@ -189,7 +197,7 @@ def draws(customer: Customer, rng: random.Random) -> Draws:
             rng.random() < customer.read[channel],
             rng.lognormvariate(0.0, 1.0) * customer.median[channel],
         )
-        for channel in (P, W, T, V, E, S)
+        for channel in (P, W, V, K, E, S)
     }
 
 

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     engagement_half_life: float = Field(default=30 * 86400.0, ge=3600)
     #: Adaptive order: the population's rate counts as this many attempts of a customer.
     engagement_prior_strength: float = Field(default=5.0, ge=0)
+    #: Adaptive order: what an hour of waiting for a confirmation is worth, in the units
+    #: of ``costs`` (0.01: five hours of waiting are worth one default-priced SMS).
+    engagement_cost_per_hour: float = Field(default=0.01, ge=0)
     #: Adaptive order: seconds an API process reuses the population's rates per channel.
     engagement_population_refresh: float = Field(default=300.0, gt=0)
     broadcast_batch: int = Field(default=1000, ge=1)  #: customers planned per fan-out task

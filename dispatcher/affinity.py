@@ -29,7 +29,7 @@ from providers.base import Channel
 
 #: The population's rate for a channel nobody has tried yet.
 UNKNOWN_RATE = 0.5
-#: Expected costs closer than this are equal: the expected waiting decides between them.
+#: Expected prices closer than this are equal: the expected waiting decides between them.
 COST_EPSILON = 1e-9
 
 
@@ -86,16 +86,18 @@ def duration_text(seconds: float) -> str:
 class Affinity:
     """What the adaptive order knows about one customer, and how it compares steps.
 
-    A step is ``(channel, timeout seconds)``. Steps are compared by expected cost per
-    confirmation (``cost / rate``) and then expected waiting per confirmation
-    (``timeout / rate``): for tries in sequence that each succeed independently, sorting
-    by these ratios minimises the expected total (the classic exchange argument).
+    A step is ``(channel, timeout seconds)``. Its price is the message's cost plus its
+    waiting, valued at ``cost_per_hour``; steps are compared by expected price per
+    confirmation (``price / rate``), then by expected waiting per confirmation
+    (``timeout / rate``). For tries made in sequence that each succeed independently,
+    sorting by such ratios minimises the expected total (the exchange argument).
     """
 
     own: Mapping[Channel, Counts]  #: the customer's counts, decayed to now
     population: Mapping[Channel, float]  #: everyone's rate per channel
     costs: Mapping[Channel, float]  #: the configured price of one message
     strength: float = 5.0  #: prior pseudo-attempts
+    cost_per_hour: float = 0.0  #: what an hour of waiting for a confirmation is worth
     _rates: dict[Channel, float] = field(default_factory=dict, compare=False, repr=False)
 
     def rate(self, channel: Channel) -> float:
@@ -107,23 +109,24 @@ class Affinity:
             rate = self._rates[channel] = min(1.0, max(rate, 1e-6))
         return rate
 
+    def price(self, channel: Channel, timeout: float) -> float:
+        """The message's cost plus the step's waiting (at most ``timeout`` seconds)."""
+        return self.costs.get(channel, 0.0) + self.cost_per_hour * timeout / 3600
+
     def key(self, channel: Channel, timeout: float) -> tuple[float, float]:
-        """(expected cost, expected seconds) per confirmation: smaller goes first."""
+        """(expected price, expected seconds) per confirmation: smaller goes first."""
         rate = self.rate(channel)
-        return self.costs.get(channel, 0.0) / rate, timeout / rate
+        return self.price(channel, timeout) / rate, timeout / rate
 
     def expected(self, steps: Sequence[tuple[Channel, float]]) -> tuple[float, float]:
-        """Expected (cost, seconds of waiting) of trying ``steps`` in order until one confirms.
-
-        A step is reached when all before it went unconfirmed; a reached step costs its
-        price and (at most) its timeout.
-        """
-        reach, cost, waiting = 1.0, 0.0, 0.0
+        """Expected (price, seconds of waiting) of trying ``steps`` in order until one
+        confirms: a step is reached when all before it went unconfirmed."""
+        reach, price, waiting = 1.0, 0.0, 0.0
         for channel, timeout in steps:
-            cost += reach * self.costs.get(channel, 0.0)
+            price += reach * self.price(channel, timeout)
             waiting += reach * timeout
             reach *= 1.0 - self.rate(channel)
-        return round(cost / COST_EPSILON) * COST_EPSILON, waiting
+        return round(price / COST_EPSILON) * COST_EPSILON, waiting
 
     def why(self, channel: Channel, timeout: float, signal: str) -> str:
         """The evidence behind a step's place: ``9/10 read within 15 min`` (own, decayed

@@ -184,4 +184,5 @@ def affinity_of(
         population=cached_population(session, now, settings),
         costs=settings.costs,
         strength=settings.engagement_prior_strength,
+        cost_per_hour=settings.engagement_cost_per_hour,
     )
