@@ -94,26 +94,31 @@ def _decay(age: ColumnElement[Any], half_life: float) -> ColumnElement[Any]:
 
 def write(session: OrmSession, rows: list[dict[str, Any]], half_life: float) -> None:
     """Add ``rows`` to the stored counts, each side decayed to the later ``as_of``."""
-    table = _table()
     dialect = session.get_bind().dialect.name
+    statement = _upserts.get((dialect, half_life))
+    if statement is None:
+        statement = _upserts[(dialect, half_life)] = _upsert(dialect, half_life)
+    session.execute(statement, rows)
+
+
+def _upsert(dialect: str, half_life: float) -> Any:
+    """The upsert, built once per dialect and half-life: compiled once, then cached."""
+    table = _table()
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    statement = insert.values(rows)
-    new, old = statement.excluded, table.c
-    newer = new.as_of >= old.as_of
-    stored, added = (
-        _decay(new.as_of - old.as_of, half_life),
-        _decay(old.as_of - new.as_of, half_life),
+    new, old = insert.excluded, table.c
+    stored = _decay(new.as_of - old.as_of, half_life)
+    added = _decay(old.as_of - new.as_of, half_life)
+    return insert.on_conflict_do_update(
+        index_elements=["customer_id", "channel"],
+        set_={
+            "confirmed": old.confirmed * stored + new.confirmed * added,
+            "tried": old.tried * stored + new.tried * added,
+            "as_of": case((new.as_of >= old.as_of, new.as_of), else_=old.as_of),
+        },
     )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["customer_id", "channel"],
-            set_={
-                "confirmed": old.confirmed * stored + new.confirmed * added,
-                "tried": old.tried * stored + new.tried * added,
-                "as_of": case((newer, new.as_of), else_=old.as_of),
-            },
-        )
-    )
+
+
+_upserts: dict[tuple[str, float], Any] = {}
 
 
 @event.listens_for(OrmSession, "before_commit")
