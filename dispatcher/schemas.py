@@ -382,6 +382,7 @@ class CascadeOut(BaseModel):
     ttl: float  #: seconds
     quiet_hours: str
     paid_last: bool
+    order: str  #: static (the file's order) | adaptive (each customer's history orders it)
     steps: list[CascadeStepOut]
     experiment: str | None = None  #: its A/B experiment (see ``/v1/experiments/{name}``)
 

@@ -147,6 +147,8 @@ def test_adaptive_reads_one_customer_and_static_reads_nothing(
     """The hot path: a static cascade never touches the engagement table; an adaptive one
     reads the customer's rows once (the population's rates come from the cache)."""
     _, api = adaptive
+    assert api.get("/v1/cascades/adaptive").json()["order"] == "adaptive"
+    assert api.get("/v1/cascades/basic").json()["order"] == "static"
     put_customer(api, "ad2", contacts=CONTACTS)
     send(api, "ad2", cascade="adaptive")  # warms the population cache
     with statements(db_engine) as seen:
