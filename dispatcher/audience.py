@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.cascades import Cascade
+from dispatcher.affinity import Affinity
 from dispatcher.content import attempt_fields, for_locale
 from dispatcher.customers import profile_from
 from dispatcher.engine import Plan, plan_steps, release_time
@@ -35,6 +36,7 @@ class Member:
     sent_today: int = 0  #: notifications of the category in the last 24 hours
     limit: int | None = None  #: the customer's (else the global) max_per_day
     preferences: PreferencesIn | None = None  #: read once per batch (None: read here)
+    affinity: Affinity | None = None  #: ``order: adaptive`` only: the customer's history
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ def plan_member(cascade: Cascade, member: Member, category: str, now: datetime) 
     if customer is None:
         return MemberPlan(Plan(steps=(), suppressed="unknown_customer"))
     profile = profile_from(customer, member.contacts, member.preferences)
-    plan = plan_steps(cascade, profile, category)
+    plan = plan_steps(cascade, profile, category, member.affinity)
     if plan.suppressed is not None:
         return MemberPlan(plan)
     if member.limit is not None and member.sent_today >= member.limit:
@@ -151,6 +153,19 @@ def member_rows(
             ),
         )
     )
+    if plan.reasons:
+        events.append(
+            _event(
+                shared,
+                nid,
+                customer_id,
+                "ordered",
+                now,
+                order="adaptive",
+                reason=plan.reasons[0],
+                steps=list(plan.reasons),
+            )
+        )
     for skip in plan.skipped:
         events.append(
             _event(

@@ -7,9 +7,10 @@ just before the transaction commits, in the same transaction as the attempt's en
 multi-row upsert per transaction, rows in key order (two transactions touching the same
 customers lock them in one order), decaying the stored counts in SQL (``exp``).
 
-An ``order: adaptive`` cascade reads one customer's rows (one primary-key range read)
-and the population's rates per channel, cached per process for
-``engagement_population_refresh`` seconds: :func:`affinity_of`. Counts are kept for
+An ``order: adaptive`` cascade reads one customer's rows (one primary-key range read;
+a broadcast batch reads its customers' rows in one query) and the population's rates
+per channel, cached per process for ``engagement_population_refresh`` seconds:
+:func:`affinity_of`, :func:`affinities_of`. Counts are kept for
 every cascade, so an adaptive cascade learns from all of a customer's notifications.
 """
 
@@ -184,9 +185,35 @@ def affinity_of(
     session: OrmSession, customer_id: str, now: datetime, settings: Settings
 ) -> Affinity:
     """What the adaptive order needs for one customer: counts, population rates, prices."""
+    own = counts_of(session, customer_id, now, settings.engagement_half_life)
+    return _affinity(own, cached_population(session, now, settings), settings)
+
+
+def affinities_of(
+    session: OrmSession, customer_ids: list[str], now: datetime, settings: Settings
+) -> dict[str, Affinity]:
+    """:func:`affinity_of` for a broadcast batch, every id included, in one query."""
+    c = _table().c
+    rows = session.execute(
+        select(c.customer_id, c.channel, c.confirmed, c.tried, c.as_of).where(
+            c.customer_id.in_(customer_ids)
+        )
+    )
+    own: dict[str, dict[Channel, Counts]] = {cid: {} for cid in customer_ids}
+    moment, half_life = now.timestamp(), settings.engagement_half_life
+    for customer_id, channel, confirmed, tried, as_of in rows:
+        counts = Counts(confirmed, tried).decayed(moment - as_of, half_life)
+        own[customer_id][Channel(channel)] = counts
+    population = cached_population(session, now, settings)
+    return {cid: _affinity(counts, population, settings) for cid, counts in own.items()}
+
+
+def _affinity(
+    own: dict[Channel, Counts], population: dict[Channel, float], settings: Settings
+) -> Affinity:
     return Affinity(
-        own=counts_of(session, customer_id, now, settings.engagement_half_life),
-        population=cached_population(session, now, settings),
+        own=own,
+        population=population,
         costs=settings.costs,
         strength=settings.engagement_prior_strength,
         cost_per_hour=settings.engagement_cost_per_hour,

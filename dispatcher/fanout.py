@@ -24,6 +24,7 @@ from dispatcher.audience import Member, Rows, Shared, member_rows, plan_member
 from dispatcher.broadcasts import FANNING_OUT, SENDING
 from dispatcher.bulk import insert_rows
 from dispatcher.customers import preferences_of
+from dispatcher.engagement import affinities_of
 from dispatcher.history import written
 from dispatcher.models import (
     Attempt,
@@ -99,7 +100,8 @@ def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> str:
 def plan_batch(
     session: Session, rt: Runtime, broadcast: Broadcast, ids: list[str], now: datetime
 ) -> Rows:
-    """Load the batch's customers, contacts and cap counts in three queries; plan each."""
+    """Load the batch's customers, contacts and cap counts in three queries (an adaptive
+    cascade: their engagement rows in one more); plan each."""
     cascade = rt.cascades.get(broadcast.cascade)
     rows = Rows()
     if cascade is None or not ids:
@@ -121,6 +123,8 @@ def plan_batch(
     counts = _sent_today(
         session, [cid for cid, lim in limits.items() if lim is not None], category, now
     )
+    adaptive = cascade.order == "adaptive"
+    affinities = affinities_of(session, ids, now, rt.settings) if adaptive else {}
     shared = Shared(
         broadcast_id=broadcast.id,
         api_key_id=broadcast.api_key_id,
@@ -137,6 +141,7 @@ def plan_batch(
             sent_today=counts.get(customer_id, 0),
             limit=limits.get(customer_id),
             preferences=prefs.get(customer_id),
+            affinity=affinities.get(customer_id),
         )
         # A/B: the member's variant is planned (its steps); the broadcast's TTL stays.
         assigned = rt.experiments.for_cascade(session, cascade, customer_id, now)

@@ -12,17 +12,18 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
-from sqlmodel import select
+from sqlmodel import col, select
 
 from config.settings import SandboxSettings
 from dispatcher import engagement, timeline
 from dispatcher.customers import ensure_customer
 from dispatcher.db import session_scope
-from dispatcher.models import Engagement
+from dispatcher.models import Engagement, Event, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
 from providers.base import Channel
 from tests.conftest import CASCADES
+from tests.dispatcher.test_broadcasts import fan_outs
 from tests.support.clock import FakeClock
 from tests.support.dispatching import Make, drain
 from tests.support.scenario import EMAIL, PHONE, PUSH_TOKEN, put_customer, receipt, send, show
@@ -217,3 +218,57 @@ def test_population_rates_are_everyones_decayed_share(db_engine: Engine, clock: 
     with session_scope(db_engine) as session:
         rates = engagement.population(session, now, engagement._config.half_life)
     assert rates == {Channel.TELEGRAM: pytest.approx((2 + 1) / (3 + 2))}
+
+
+def test_broadcast_members_are_ordered_by_their_own_history(
+    adaptive: tuple[Runtime, TestClient], clock: FakeClock, db_engine: Engine
+):
+    """A broadcast on an adaptive cascade plans each member with their own counts (read
+    for the batch in one query): the vk reader starts on vk, a newcomer on push, and each
+    gets an ``ordered`` event."""
+    runtime, api = adaptive
+    for customer_id in ("ad8", "ad9", "ad10"):
+        put_customer(api, customer_id, contacts=CONTACTS)
+    with session_scope(db_engine) as session:
+        for customer_id, channel, confirmed, times in [
+            ("ad8", "push", False, 30),
+            ("ad8", "vk", True, 9),
+            ("ad8", "vk", False, 1),
+            ("ad10", "push", True, 30),
+        ]:
+            for _ in range(times):
+                engagement.observe(
+                    session,
+                    customer_id=customer_id,
+                    channel=channel,
+                    confirmed=confirmed,
+                    at=clock(),
+                )
+    response = api.post(
+        "/v1/broadcasts",
+        json={
+            "cascade": "adaptive",
+            "content": {"title": "Sale", "text": "Everything half price"},
+            "audience": {"customer_ids": ["ad8", "ad9"]},
+        },
+    )
+    assert response.status_code == 202, response.text
+    with statements(db_engine) as seen:
+        assert fan_outs(runtime) == ["done"]
+    assert len([s for s in seen if "from engagement" in s]) == 2  # the batch, the population
+    with session_scope(db_engine) as session:
+        firsts = {
+            n.customer_id: n.steps[0]["channel"]
+            for n in session.exec(
+                select(Notification).where(col(Notification.broadcast_id).is_not(None))
+            )
+        }
+        reasons = {
+            e.customer_id: e.detail["reason"]
+            for e in session.exec(select(Event).where(Event.type == "ordered"))
+        }
+    assert firsts == {"ad8": "vk", "ad9": "push"}
+    assert reasons == {
+        "ad8": "vk first: 9/10 read within 2 min",
+        "ad9": "push first: no history; 50% of all push messages read within 1 min",
+    }
