@@ -11,8 +11,6 @@ The cascade (costs and the adaptive order's settings: their defaults)::
     push (read, 5 min) -> messenger among [whatsapp, viber, vk] (read, 15 min)
     -> email (read, 1 h) -> sms (delivered, 10 min)
 
-(Telegram is left out: a bot sees no reads, so a Telegram step can wait only for "sent".)
-
 The population (seeded; each customer drawn independently; no stated preferences):
 
 * contacts: push 60%, whatsapp 70%, viber 40%, vk 50%, email 90%, sms 100%;
@@ -29,7 +27,7 @@ Each customer gets ``--notifications`` notifications, one a day. Orders compared
 
 * static: the file's order (the messenger step takes the first messenger listed that
   the customer has);
-* A/B: half the customers (sha256 of experiment name and customer id) get the file's
+* A/B: half the customers (``dispatcher.experiments.assign``: SHA-256) get the file's
   order, half the messenger step first with vk listed first;
 * adaptive: ``order: adaptive``, the population's rates refreshed once a day.
 """
@@ -37,7 +35,6 @@ Each customer gets ``--notifications`` notifications, one a day. Orders compared
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import statistics
 import sys
@@ -51,6 +48,7 @@ from config.cascades import Cascade
 from config.settings import DEFAULT_COSTS, Settings
 from dispatcher.affinity import Affinity, Counts, observed, population_rate
 from dispatcher.engine import Plan, Profile, plan_steps
+from dispatcher.experiments import assign
 from providers.base import Channel
 
 DAY = 86400.0
@@ -132,9 +130,8 @@ def population(count: int, rng: random.Random) -> list[Customer]:
 
 
 def variant(customer_id: str) -> str:
-    """A or B, 50/50, stable per customer (sha256 of the experiment and the id)."""
-    digest = hashlib.sha256(f"{EXPERIMENT}:{customer_id}".encode()).digest()
-    return "A" if digest[0] % 2 == 0 else "B"
+    """A or B, 50/50, stable per customer (:func:`dispatcher.experiments.assign`)."""
+    return assign(customer_id, EXPERIMENT, [("A", 1.0), ("B", 1.0)])
 
 
 @dataclass

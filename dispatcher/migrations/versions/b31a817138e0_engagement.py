@@ -1,7 +1,7 @@
 """engagement: decayed per customer and channel attempt counts (adaptive order)
 
 Revision ID: b31a817138e0
-Revises: 72c02006f8ea
+Revises: 3b20d132a28b
 Create Date: 2026-11-29 07:00:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "b31a817138e0"
-down_revision: str | None = "72c02006f8ea"
+down_revision: str | None = "3b20d132a28b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
