@@ -1,6 +1,6 @@
 """The ``experiment:`` block of a cascade file: A/B variants of the cascade's steps.
 
-A variant overrides the cascade's ``steps`` (and optionally its ``ttl``); a variant
+A variant overrides the cascade's ``steps`` (and optionally its ``ttl`` and ``order``); a variant
 without ``steps`` is the cascade as written (a control). Each variant is checked with
 the same rules as the cascade's own steps, and its problems name
 ``experiment.variants[i]...`` (:func:`variant_problems`).
@@ -11,7 +11,7 @@ customer id and the experiment name against the weights).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,6 +35,8 @@ class Variant(BaseModel):
     description: str = ""
     steps: tuple[Step, ...] | None = Field(default=None, min_length=1)  #: default: the cascade's
     ttl: Duration | None = None  #: default: the cascade's
+    #: default: the cascade's; ``static`` vs ``adaptive`` variants compare the two orders
+    order: Literal["static", "adaptive"] | None = None
 
 
 class Experiment(BaseModel):
@@ -63,12 +65,14 @@ class Experiment(BaseModel):
 
 
 def with_variant(cascade: Cascade, variant: Variant) -> Cascade:
-    """The cascade as ``variant`` runs it: its steps and TTL replaced when it gives them."""
+    """The cascade as ``variant`` runs it: its steps, TTL and order replaced when it gives them."""
     update: dict[str, object] = {}
     if variant.steps is not None:
         update["steps"] = variant.steps
     if variant.ttl is not None:
         update["ttl"] = variant.ttl
+    if variant.order is not None:
+        update["order"] = variant.order
     return cascade.model_copy(update=update) if update else cascade
 
 

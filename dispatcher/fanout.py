@@ -123,7 +123,8 @@ def plan_batch(
     counts = _sent_today(
         session, [cid for cid, lim in limits.items() if lim is not None], category, now
     )
-    adaptive = cascade.order == "adaptive"
+    variants = cascade.experiment.variants if cascade.experiment else ()
+    adaptive = "adaptive" in (cascade.order, *(v.order for v in variants))
     affinities = affinities_of(session, ids, now, rt.settings) if adaptive else {}
     shared = Shared(
         broadcast_id=broadcast.id,

@@ -18,6 +18,7 @@ from config.settings import SandboxSettings
 from dispatcher import engagement, timeline
 from dispatcher.customers import ensure_customer
 from dispatcher.db import session_scope
+from dispatcher.experiments import assign
 from dispatcher.models import Engagement, Event, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
@@ -47,6 +48,12 @@ steps:
     wait_for: delivered
     timeout: 240s
 """
+AB_TEST = ADAPTIVE.replace("name: adaptive", "name: abtest").replace("order: adaptive\n", "") + (
+    "experiment:\n"
+    "  variants:\n"
+    "    - {name: static, weight: 1}\n"
+    "    - {name: adaptive, weight: 1, order: adaptive}\n"
+)
 CONTACTS = [
     {"channel": "push", "address": PUSH_TOKEN},
     {"channel": "whatsapp", "address": PHONE},
@@ -64,6 +71,7 @@ def _adaptive(make: Make, tmp_path: Path) -> tuple[Runtime, TestClient]:
     directory.mkdir()
     (directory / "basic.yaml").write_text((CASCADES / "basic.yaml").read_text())
     (directory / "adaptive.yaml").write_text(ADAPTIVE)
+    (directory / "abtest.yaml").write_text(AB_TEST)
     engagement._population.clear()
     return make(cascades_dir=directory, engagement_population_refresh=1)
 
@@ -272,3 +280,37 @@ def test_broadcast_members_are_ordered_by_their_own_history(
         "ad8": "vk first: 9/10 read within 2 min",
         "ad9": "push first: no history; 50% of all push messages read within 1 min",
     }
+
+
+def test_an_experiment_compares_static_and_adaptive_order(
+    adaptive: tuple[Runtime, TestClient], clock: FakeClock, db_engine: Engine
+):
+    """A variant may set ``order``: with the same history, the customer in the adaptive
+    variant starts on the messenger they read, the one in the static variant on push."""
+    _, api = adaptive
+    weights = [("static", 1.0), ("adaptive", 1.0)]
+    ids = [f"ab{n}" for n in range(20)]
+    static_id = next(i for i in ids if assign(i, "abtest", weights) == "static")
+    adaptive_id = next(i for i in ids if assign(i, "abtest", weights) == "adaptive")
+    for customer_id in (static_id, adaptive_id):
+        put_customer(api, customer_id, contacts=CONTACTS)
+        with session_scope(db_engine) as session:
+            for channel, confirmed, times in [("push", False, 30), ("vk", True, 10)]:
+                for _ in range(times):
+                    engagement.observe(
+                        session,
+                        customer_id=customer_id,
+                        channel=channel,
+                        confirmed=confirmed,
+                        at=clock(),
+                    )
+    static = send(api, static_id, cascade="abtest")
+    adaptive_ = send(api, adaptive_id, cascade="abtest")
+    assert [s["channel"] for s in static["steps"]] == ["push", "whatsapp", "email", "sms"]
+    assert adaptive_["steps"][0]["channel"] == "vk"
+    events = {
+        nid: [e["type"] for e in show(api, nid)["events"]]
+        for nid in (static["id"], adaptive_["id"])
+    }
+    assert "ordered" not in events[static["id"]]
+    assert "ordered" in events[adaptive_["id"]]
