@@ -106,3 +106,65 @@ def rows(backend: str, result: Fanout, insert_rate: float, size: int) -> list[Ro
             result.note,
         )
     ]
+
+
+def same_rows_baseline(stack: Stack, size: int) -> float:
+    """COPY of ``size`` clones of one notification the fan-out wrote (its row, its
+    attempt, its events): the same rows, written the fastest way; notifications/s."""
+    from bench.rows import insert, template
+
+    tpl = template(stack.engine, "broadcast_id IS NOT NULL AND state = 'accepted'")
+    if tpl is None:
+        return 0.0
+    same = clones(tpl, size)
+    count, seconds = insert(stack.engine, same)
+    return count / max(seconds, 1e-6)
+
+
+def clones(tpl: Any, size: int) -> Any:
+    from bench.rows import clones as copies
+
+    def keep(_: int, row: dict[str, Any]) -> dict[str, Any]:
+        return row
+
+    return copies(tpl, size, keep, keep)
+
+
+def main() -> None:
+    """Figure 8 alone: ``python -m bench.broadcast [--size N] [--backend postgresql]``."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    from bench.intake import seed_customers
+    from bench.stack import create_database, drop_database, private_redis
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--backend", default="postgresql")
+    parser.add_argument("--cap", type=float, default=600)
+    parser.add_argument("--keep", type=Path, help="work (and leave logs) in this new directory")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cascade-fig8-") as tmp_dir:
+        tmp = args.keep or Path(tmp_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
+        with private_redis(tmp) as redis_url:
+            url = create_database(args.backend, tmp)
+            if url is None:
+                raise SystemExit(f"{args.backend} is unavailable")
+            stack = Stack(args.backend, url, redis_url, tmp)
+            try:
+                port, _ = stack.api()
+                seed_customers(port, 1)
+                result = fanout(stack, port, args.size, args.cap)
+                print(f"fan-out: {result.per_second or 0:,.0f}/s ({result.note})", flush=True)
+                rate = same_rows_baseline(stack, args.size)
+                print(f"baseline, COPY of the same rows: {rate:,.0f}/s", flush=True)
+            finally:
+                stack.stop_all()
+                stack.engine.dispose()
+                drop_database(url)
+
+
+if __name__ == "__main__":
+    main()

@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     rate_limits: dict[Channel, Any] = Field(default_factory=dict)
     throttle_max_wait: float = Field(default=1.0, ge=0)  #: longer: the attempt is rescheduled
     broadcast_batch: int = Field(default=1000, ge=1)  #: customers planned per fan-out task
+    broadcast_lanes: int = Field(default=4, ge=1)  #: fan-out batches of one broadcast at once
     broadcast_stalled_after: float = Field(default=60.0, gt=0)  #: fan-out restarted by sweep
     max_broadcast_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 

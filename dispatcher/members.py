@@ -1,0 +1,226 @@
+"""One fan-out batch's members: loaded in bulk, planned once per shape.
+
+Customers, their active contacts and today's counts come in three Core queries as
+plain tuples (no ORM objects). Stored preferences are read as text and parsed once
+per distinct value (:func:`~dispatcher.customers.preferences_of`, as a single send
+reads them). Members who share a *shape* (the same preferences and the same channels
+with a contact) get the same plan: :func:`~dispatcher.engine.plan_steps` runs once
+per shape, and each member's plan is that plan with its own contact ids. Quiet hours
+are resolved once per (quiet hours, time zone). The rules are those of
+:func:`~dispatcher.audience.plan_member`; ``tests/dispatcher/test_members.py`` checks
+both give the same plans.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+
+from sqlalchemy import String, cast, func
+from sqlmodel import Session, col, select
+
+from config.cascades import Cascade
+from config.settings import Settings
+from dispatcher.audience import MemberPlan, Rows, Shared, member_rows
+from dispatcher.customers import preferences_of
+from dispatcher.engine import Plan, PlannedStep, Profile, plan_steps, release_time
+from dispatcher.models import Broadcast, ContactPoint, Customer, Notification
+from dispatcher.schemas import PreferencesIn
+from dispatcher.states import NotificationState
+from providers.base import Channel
+
+#: A customer's stored preferences as the database holds them (JSON as text).
+Stored = tuple[str, str, str, str | None, str | None, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What a batch needs of one customer."""
+
+    locale: str | None
+    timezone: str
+    stored: Stored
+
+
+@dataclass
+class Shapes:
+    """Caches of one batch: parsed preferences, plans per shape, release times."""
+
+    cascade: Cascade
+    category: str
+    now: datetime
+    preferences: dict[Stored, PreferencesIn] = field(default_factory=dict)
+    plans: dict[tuple[Stored, frozenset[Channel]], Plan] = field(default_factory=dict)
+    releases: dict[tuple[time, time, str] | None, datetime] = field(default_factory=dict)
+
+    def preferences_of(self, stored: Stored) -> PreferencesIn:
+        found = self.preferences.get(stored)
+        if found is None:
+            order, channels, categories, start, end, caps = stored
+            customer = Customer(
+                id="shape",
+                channel_order=json.loads(order),
+                opt_out_channels=json.loads(channels),
+                opt_out_categories=json.loads(categories),
+                quiet_start=start,
+                quiet_end=end,
+                max_per_day=json.loads(caps),
+            )
+            found = self.preferences[stored] = preferences_of(customer)
+        return found
+
+    def plan_of(self, stored: Stored, contacts: dict[Channel, int]) -> Plan:
+        """The shape's plan with this member's contact ids."""
+        key = (stored, frozenset(contacts))
+        shape = self.plans.get(key)
+        if shape is None:
+            prefs = self.preferences_of(stored)
+            profile = Profile(
+                contacts=dict.fromkeys(contacts, 0),
+                channel_order=tuple(prefs.channel_order),
+                opt_out_channels=frozenset(prefs.opt_out_channels),
+                opt_out_categories=frozenset(prefs.opt_out_categories),
+            )
+            shape = self.plans[key] = plan_steps(self.cascade, profile, self.category)
+        if not shape.steps:
+            return shape
+        steps = tuple(
+            PlannedStep(s.channel, contacts[s.channel], s.wait_for, s.timeout) for s in shape.steps
+        )
+        return Plan(steps=steps, skipped=shape.skipped, suppressed=None, notes=shape.notes)
+
+    def due(self, stored: Stored, timezone: str) -> datetime:
+        start, end = stored[3], stored[4]
+        key = (
+            (time.fromisoformat(start), time.fromisoformat(end), timezone)
+            if start and end
+            else None
+        )
+        found = self.releases.get(key)
+        if found is None:
+            quiet = (key[0], key[1]) if key else None
+            found = self.releases[key] = release_time(self.now, quiet, timezone)
+        return found
+
+
+def _people(session: Session, ids: Sequence[str]) -> dict[str, Person]:
+    text = [
+        cast(c, String)
+        for c in (
+            Customer.channel_order,
+            Customer.opt_out_channels,
+            Customer.opt_out_categories,
+        )
+    ]
+    rows = session.exec(
+        select(  # type: ignore[call-overload]
+            col(Customer.id),
+            col(Customer.locale),
+            col(Customer.timezone),
+            *text,
+            col(Customer.quiet_start),
+            col(Customer.quiet_end),
+            cast(Customer.max_per_day, String),
+        ).where(col(Customer.id).in_(ids))
+    )
+    return {
+        cid: Person(locale, zone, (order, channels, categories, start, end, caps))
+        for cid, locale, zone, order, channels, categories, start, end, caps in rows
+    }
+
+
+def _contacts(session: Session, ids: Sequence[str]) -> dict[str, dict[Channel, int]]:
+    """The contact to use per channel: the active one updated last (ties: the higher id)."""
+    found: dict[str, dict[Channel, int]] = {}
+    newest: dict[tuple[str, str], datetime] = {}
+    for customer_id, contact_id, channel, updated_at in session.exec(
+        select(
+            ContactPoint.customer_id, ContactPoint.id, ContactPoint.channel, ContactPoint.updated_at
+        )
+        .where(col(ContactPoint.customer_id).in_(ids), ContactPoint.status == "active")
+        .order_by(col(ContactPoint.id))
+    ):
+        seen = newest.get((customer_id, channel))
+        if contact_id is not None and (seen is None or updated_at >= seen):
+            found.setdefault(customer_id, {})[Channel(channel)] = contact_id
+            newest[(customer_id, channel)] = updated_at
+    return found
+
+
+def _sent_today(session: Session, ids: list[str], category: str, now: datetime) -> dict[str, int]:
+    if not ids:
+        return {}
+    counted = session.exec(
+        select(Notification.customer_id, func.count())
+        .where(
+            col(Notification.customer_id).in_(ids),
+            Notification.category == category,
+            col(Notification.created_at) > now - timedelta(days=1),
+            Notification.state != NotificationState.SUPPRESSED.value,
+        )
+        .group_by(col(Notification.customer_id))
+    )
+    return {customer_id: int(count) for customer_id, count in counted}
+
+
+def plan_batch(
+    session: Session,
+    cascade: Cascade,
+    settings: Settings,
+    broadcast: Broadcast,
+    ids: Sequence[str],
+    now: datetime,
+) -> Rows:
+    """Load the batch's customers, contacts and cap counts in three queries; plan each."""
+    rows = Rows()
+    if not ids:
+        return rows
+    people, contacts = _people(session, ids), _contacts(session, ids)
+    category = broadcast.category
+    shapes = Shapes(cascade, category, now)
+    limits: dict[str, int] = {}
+    for cid, person in people.items():
+        limit = shapes.preferences_of(person.stored).max_per_day.get(
+            category, settings.max_per_day.get(category)
+        )
+        if limit is not None:
+            limits[cid] = limit
+    counts = _sent_today(session, list(limits), category, now)
+    shared = Shared(
+        broadcast_id=broadcast.id,
+        api_key_id=broadcast.api_key_id,
+        cascade=cascade,
+        category=category,
+        content=broadcast.content,
+        ttl=timedelta(seconds=broadcast.ttl_seconds),
+    )
+    respect = cascade.quiet_hours == "respect"
+    unknown = MemberPlan(Plan(steps=(), suppressed="unknown_customer"))
+    for cid in ids:
+        planned = _member(shapes, people, contacts, limits, counts, cid, respect)
+        member_rows(rows, shared, cid, planned or unknown, now)
+    return rows
+
+
+def _member(
+    shapes: Shapes,
+    people: dict[str, Person],
+    contacts: dict[str, dict[Channel, int]],
+    limits: dict[str, int],
+    counts: dict[str, int],
+    cid: str,
+    respect: bool,
+) -> MemberPlan | None:
+    person = people.get(cid)
+    if person is None:
+        return None
+    plan = shapes.plan_of(person.stored, contacts.get(cid, {}))
+    if plan.suppressed is not None:
+        return MemberPlan(plan)
+    limit = limits.get(cid)
+    if limit is not None and counts.get(cid, 0) >= limit:
+        return MemberPlan(Plan(steps=(), skipped=plan.skipped, suppressed="frequency_cap"))
+    due = shapes.due(person.stored, person.timezone) if respect else shapes.now
+    return MemberPlan(plan, due, person.locale)
