@@ -124,10 +124,13 @@ def same_rows_baseline(stack: Stack, size: int) -> float:
 def clones(tpl: Any, size: int) -> Any:
     from bench.rows import clones as copies
 
-    def keep(_: int, row: dict[str, Any]) -> dict[str, Any]:
+    def notification(_: int, row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "broadcast_id": None}  # one per customer and broadcast: not a copy
+
+    def attempt(_: int, row: dict[str, Any]) -> dict[str, Any]:
         return row
 
-    return copies(tpl, size, keep, keep)
+    return copies(tpl, size, notification, attempt)
 
 
 def main() -> None:

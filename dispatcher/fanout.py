@@ -24,7 +24,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, update
+from sqlalchemy import Select, case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -72,15 +72,16 @@ def _claim(session: Session, broadcast_id: str, batch: int, members: int, now: d
     return session.execute(claim.returning(table.c.batch)).first() is not None
 
 
-def _members(session: Session, broadcast: Broadcast, batch: int) -> list[str]:
+def _members(broadcast: Broadcast, batch: int) -> Select[Any]:
+    """The customer ids of batch ``batch``: from its bound up to the next one."""
     bounds = broadcast.bounds
-    query = select(BroadcastMember.customer_id).where(
+    query = select(col(BroadcastMember.customer_id)).where(
         BroadcastMember.broadcast_id == broadcast.id,
         col(BroadcastMember.customer_id) >= bounds[batch],
     )
     if batch + 1 < len(bounds):
         query = query.where(col(BroadcastMember.customer_id) < bounds[batch + 1])
-    return list(session.exec(query.order_by(col(BroadcastMember.customer_id))))
+    return query
 
 
 def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> tuple[str, int]:
@@ -91,12 +92,19 @@ def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> tuple[str,
     total = len(broadcast.bounds)
     if batch >= total and not (batch == 0 and total == 0):
         return "stale", total
-    ids = _members(session, broadcast, batch) if total else []
+    within = _members(broadcast, batch) if total else None
+    ids: list[str] = []
+    if within is not None:
+        ids = list(session.execute(within.order_by(col(BroadcastMember.customer_id))).scalars())
     if total and not _claim(session, broadcast_id, batch, len(ids), now):
         session.rollback()
         return "stale", total
     cascade = rt.cascades.get(broadcast.cascade)
-    rows = plan_batch(session, cascade, rt.settings, broadcast, ids, now) if cascade else Rows()
+    rows = (
+        plan_batch(session, cascade, rt.settings, broadcast, ids, now, within)
+        if cascade
+        else Rows()
+    )
     _write(session, rows)
     moved = session.execute(
         update(Broadcast)

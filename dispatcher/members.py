@@ -17,8 +17,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import String, cast, func
+from sqlalchemy import Select, String, cast, func
 from sqlmodel import Session, col, select
 
 from config.cascades import Cascade
@@ -31,6 +32,8 @@ from dispatcher.schemas import PreferencesIn
 from dispatcher.states import NotificationState
 from providers.base import Channel
 
+#: The customer ids of a batch: a list, or a query selecting them.
+Chosen = list[str] | Select[Any]
 #: A customer's stored preferences as the database holds them (JSON as text).
 Stored = tuple[str, str, str, str | None, str | None, str]
 
@@ -105,7 +108,7 @@ class Shapes:
         return found
 
 
-def _people(session: Session, ids: Sequence[str]) -> dict[str, Person]:
+def _people(session: Session, ids: Chosen) -> dict[str, Person]:
     text = [
         cast(c, String)
         for c in (
@@ -131,7 +134,7 @@ def _people(session: Session, ids: Sequence[str]) -> dict[str, Person]:
     }
 
 
-def _contacts(session: Session, ids: Sequence[str]) -> dict[str, dict[Channel, int]]:
+def _contacts(session: Session, ids: Chosen) -> dict[str, dict[Channel, int]]:
     """The contact to use per channel: the active one updated last (ties: the higher id)."""
     found: dict[str, dict[Channel, int]] = {}
     newest: dict[tuple[str, str], datetime] = {}
@@ -149,9 +152,7 @@ def _contacts(session: Session, ids: Sequence[str]) -> dict[str, dict[Channel, i
     return found
 
 
-def _sent_today(session: Session, ids: list[str], category: str, now: datetime) -> dict[str, int]:
-    if not ids:
-        return {}
+def _sent_today(session: Session, ids: Chosen, category: str, now: datetime) -> dict[str, int]:
     counted = session.exec(
         select(Notification.customer_id, func.count())
         .where(
@@ -172,12 +173,18 @@ def plan_batch(
     broadcast: Broadcast,
     ids: Sequence[str],
     now: datetime,
+    within: Select[Any] | None = None,
 ) -> Rows:
-    """Load the batch's customers, contacts and cap counts in three queries; plan each."""
+    """Load the batch's customers, contacts and cap counts in three queries; plan each.
+
+    ``within``: the same ids as a query (the batch's range of members), which the
+    loading queries use instead of a list of ``len(ids)`` bound parameters.
+    """
     rows = Rows()
     if not ids:
         return rows
-    people, contacts = _people(session, ids), _contacts(session, ids)
+    chosen: Chosen = within if within is not None else list(ids)
+    people, contacts = _people(session, chosen), _contacts(session, chosen)
     category = broadcast.category
     shapes = Shapes(cascade, category, now)
     limits: dict[str, int] = {}
@@ -187,7 +194,7 @@ def plan_batch(
         )
         if limit is not None:
             limits[cid] = limit
-    counts = _sent_today(session, list(limits), category, now)
+    counts = _sent_today(session, chosen, category, now) if limits else {}
     shared = Shared(
         broadcast_id=broadcast.id,
         api_key_id=broadcast.api_key_id,
