@@ -61,7 +61,7 @@ def _customers(stack: Stack, size: int) -> None:
             )
 
 
-def fanout(stack: Stack, api_port: int, size: int, cap: float) -> Fanout:
+def fanout(stack: Stack, api_port: int, size: int, cap: float, queues: str | None = None) -> Fanout:
     body: dict[str, Any] = {
         "cascade": "bench",
         "content": {"title": "Bench", "text": "A broadcast"},
@@ -73,7 +73,7 @@ def fanout(stack: Stack, api_port: int, size: int, cap: float) -> Fanout:
             return Fanout(0, None, "n/a (no broadcasts endpoint)")
         _customers(stack, size)
         body["audience"] = {"customer_ids": [f"{PREFIX}{i}" for i in range(size)]}
-        worker = stack.worker()  # runs the fan-out batches (engine queue)
+        worker = stack.worker(queues)  # runs the fan-out batches (engine queue)
         try:
             started = time.perf_counter()
             answer = client.post("/v1/broadcasts", json=body)
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--backend", default="postgresql")
     parser.add_argument("--cap", type=float, default=600)
     parser.add_argument("--keep", type=Path, help="work (and leave logs) in this new directory")
+    parser.add_argument("--queues", help="the worker's queues (default: all, so it also sends)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cascade-fig8-") as tmp_dir:
         tmp = args.keep or Path(tmp_dir)
@@ -159,7 +160,7 @@ def main() -> None:
             try:
                 port, _ = stack.api()
                 seed_customers(port, 1)
-                result = fanout(stack, port, args.size, args.cap)
+                result = fanout(stack, port, args.size, args.cap, args.queues)
                 print(f"fan-out: {result.per_second or 0:,.0f}/s ({result.note})", flush=True)
                 rate = same_rows_baseline(stack, args.size)
                 print(f"baseline, COPY of the same rows: {rate:,.0f}/s", flush=True)

@@ -122,7 +122,7 @@ def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> tuple[str,
         return "stale", total
     last = session.exec(select(Broadcast.state).where(Broadcast.id == broadcast_id)).one()
     for attempt_id, channel, nid in rows.bells:
-        work.ring(Doorbell(attempt_id, channel, nid))
+        work.ring(Doorbell(attempt_id, channel, nid, announce=False))
     extra: dict[str, Any] = {"members": len(ids), "last": last == SENDING}
     log.info("broadcast %s batch %d of %d", broadcast_id, batch, total, extra=extra)
     return ("done" if last == SENDING else "created"), total
