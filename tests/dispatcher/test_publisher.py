@@ -41,7 +41,7 @@ def test_a_quiet_doorbell_is_the_same_task_message_without_the_sent_event(
     client.flushdb()
     settings = make_settings("sqlite://", redis_url, tmp_path)
     publisher = CeleryPublisher(create_celery(settings))
-    events = client.pubsub()
+    events = client.pubsub()  # type: ignore[no-untyped-call]
     events.psubscribe("*celeryev*")
     assert events.get_message(timeout=1) is not None  # the subscription itself
 
