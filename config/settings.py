@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     #: Adaptive order: seconds an API process reuses the population's rates per channel.
     engagement_population_refresh: float = Field(default=300.0, gt=0)
     broadcast_batch: int = Field(default=1000, ge=1)  #: customers planned per fan-out task
+    broadcast_lanes: int = Field(default=4, ge=1)  #: fan-out batches of one broadcast at once
     broadcast_stalled_after: float = Field(default=60.0, gt=0)  #: fan-out restarted by sweep
     max_broadcast_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 

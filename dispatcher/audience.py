@@ -58,6 +58,19 @@ class Shared:
     category: str
     content: Mapping[str, Any]  #: rendered per channel, other locales under ``locales``
     ttl: timedelta
+    #: Content per (locale, channels), built once and shared by the rows that use it
+    #: (the bulk writer then serialises each distinct one once).
+    parts: dict[tuple[str | None, tuple[str, ...]], dict[str, Any]] = field(
+        default_factory=dict, compare=False
+    )
+
+    def content_for(self, locale: str | None, channels: tuple[str, ...]) -> dict[str, Any]:
+        key = (locale, channels)
+        found = self.parts.get(key)
+        if found is None:
+            content = for_locale(self.content, locale)
+            found = self.parts[key] = {c: content[c] for c in channels}
+        return found
 
 
 @dataclass
@@ -110,7 +123,8 @@ def member_rows(
     """Append one member's notification, first attempt and events to ``rows``."""
     plan, nid = planned.plan, str(uuid.uuid4())
     suppressed = plan.suppressed is not None
-    content = for_locale(shared.content, planned.locale)
+    channels = tuple(step.channel.value for step in plan.steps)
+    content = shared.content_for(planned.locale, channels)
     rows.notifications.append(
         {
             "id": nid,
@@ -118,7 +132,7 @@ def member_rows(
             "cascade": shared.cascade.name,
             "steps": [step.to_json() for step in plan.steps],
             "category": shared.category,
-            "content": {s.channel.value: content[s.channel.value] for s in plan.steps},
+            "content": content,
             "idempotency_key": None,
             "request_hash": None,
             "api_key_id": shared.api_key_id,

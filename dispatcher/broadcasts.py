@@ -1,8 +1,9 @@
 """Broadcasts: one cascade to many customers.
 
 Accepting one stores only the broadcast row and its audience (``broadcast_member``,
-Core bulk inserts, or one ``INSERT ... SELECT`` for a filter); the fan-out tasks
-(:mod:`dispatcher.fanout`) create the notifications in batches. Progress is counted
+Core bulk inserts, or one ``INSERT ... SELECT`` for a filter) and cuts the audience
+into batches (``broadcast.bounds``); the fan-out tasks (:mod:`dispatcher.fanout`)
+create the notifications, several batches at once. Progress is counted
 with aggregate SQL over the broadcast's notifications; cancelling stops the fan-out
 and cancels, by state, everything not yet sent.
 """
@@ -93,6 +94,7 @@ def accept(
     session.add(broadcast)
     session.flush()
     broadcast.audience = _store_members(session, broadcast.id, body)
+    broadcast.bounds = bounds(session, broadcast.id, settings.broadcast_batch)
     session.add(broadcast)
     return broadcast, False
 
@@ -118,6 +120,21 @@ def _store_members(session: Session, broadcast_id: str, body: BroadcastIn) -> in
         .where(BroadcastMember.broadcast_id == broadcast_id)
     ).one()
     return int(count)
+
+
+def bounds(session: Session, broadcast_id: str, size: int) -> list[str]:
+    """The first member of every ``size`` members, in the database's order of ids: the
+    batches, each the members from its bound up to the next (the last: up to the end)."""
+    numbered = (
+        select(
+            col(BroadcastMember.customer_id).label("customer_id"),
+            func.row_number().over(order_by=col(BroadcastMember.customer_id)).label("n"),
+        )
+        .where(BroadcastMember.broadcast_id == broadcast_id)
+        .subquery()
+    )
+    firsts = select(numbered.c.customer_id).where((numbered.c.n - 1) % size == 0)
+    return [str(c) for c in session.execute(firsts.order_by(numbered.c.customer_id)).scalars()]
 
 
 def cancel(session: Session, broadcast: Broadcast, now: datetime, chunk: int = 5_000) -> bool:

@@ -387,8 +387,10 @@ class WebhookNonce(SQLModel, table=True):
 class Broadcast(SQLModel, table=True):
     """One cascade to many customers, fanned out in batches by tasks on the engine queue.
 
-    ``batches`` is the fan-out's compare-and-set token: a batch commits only if it
-    moves ``batches`` from the value it read, so a batch done twice creates nothing twice.
+    The audience is cut into batches when it is stored: ``bounds`` holds the first
+    member (in the database's order of customer ids) of each batch. Batches run in
+    parallel; each claims its number in ``broadcast_batch`` (:class:`BroadcastBatch`)
+    before it writes, so a batch done twice creates nothing twice.
     """
 
     __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
@@ -402,8 +404,9 @@ class Broadcast(SQLModel, table=True):
     audience_filter: str | None = Field(default=None, max_length=64)  #: the locale
     audience: int = 0  #: members (distinct customer ids)
     state: str = Field(default="fanning_out", index=True, max_length=16)
-    batches: int = 0  #: batches fanned out (the compare-and-set token)
-    cursor: str | None = Field(default=None, max_length=128)  #: last member done
+    batches: int = 0  #: batches fanned out so far
+    cursor: str | None = Field(default=None, max_length=128)  #: unused since batches are bounded
+    bounds: list[str] = json_column(list)  #: first customer id of each batch
     processed: int = 0  #: members planned so far
     created: int = 0  #: notifications created so far
     idempotency_key: str | None = Field(default=None, max_length=255)
@@ -435,3 +438,19 @@ class ExperimentVariantState(SQLModel, table=True):
     variant: str = Field(primary_key=True, max_length=64)
     status: str = Field(max_length=16)  #: active | stopped | promoted
     updated_at: datetime = utc_column(nullable=False)
+
+
+class BroadcastBatch(SQLModel, table=True):
+    """A fan-out batch that committed: its primary key is the batch's compare-and-set.
+
+    A run inserts the row first, in the transaction that writes the batch's
+    notifications; a second run of the same batch (redelivery, a sweep restart,
+    two workers at once) waits for the first to finish and then inserts nothing.
+    """
+
+    __tablename__ = "broadcast_batch"
+
+    broadcast_id: str = Field(primary_key=True, max_length=36)
+    batch: int = Field(primary_key=True)
+    members: int = 0
+    created_at: datetime = utc_column(nullable=False)

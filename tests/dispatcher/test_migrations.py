@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,4 +69,42 @@ def test_attempt_period_backfilled_from_the_notification(empty_url: str):
     assert [(a, c, str(t)[:19]) for a, c, t in rows] == [
         ("a-n1", "basic", "2026-11-01 10:00:00"),
         ("a-n2", "otp", "2026-11-02 11:30:00"),
+    ]
+
+
+BATCHES = "1f7845444935"  #: broadcasts cut into batches (bounds) claimed in broadcast_batch
+
+
+def test_a_fan_out_in_flight_continues_from_its_cursor(empty_url: str):
+    """Batches of 1,000 over the members after the cursor; the counter starts again."""
+    config = alembic_config(empty_url)
+    for head in ScriptDirectory.from_config(config).get_heads():
+        if head != BATCHES:
+            command.upgrade(config, head)
+    engine = create_engine(empty_url)
+    with engine.begin() as connection:
+        for bid, state in (("b1", "fanning_out"), ("b2", "sending")):
+            connection.execute(
+                text(
+                    "INSERT INTO broadcast (id, cascade, category, content, ttl_seconds, "
+                    "audience_kind, audience, state, batches, cursor, processed, created, "
+                    "api_key_id, created_at, progress_at) VALUES (:id, 'basic', 'promo', '{}', "
+                    "60, 'ids', 2500, :state, 3, 'c0499', 500, 500, '', "
+                    "'2026-11-01 10:00:00', '2026-11-01 10:00:00')"
+                ),
+                {"id": bid, "state": state},
+            )
+            connection.execute(
+                text("INSERT INTO broadcast_member (broadcast_id, customer_id) VALUES (:b, :c)"),
+                [{"b": bid, "c": f"c{i:04d}"} for i in range(2500)],
+            )
+    command.upgrade(config, "heads")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, batches, CAST(bounds AS VARCHAR) FROM broadcast ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [(b, n, json.loads(bounds)) for b, n, bounds in rows] == [
+        ("b1", 0, ["c0500", "c1500"]),
+        ("b2", 3, []),
     ]
