@@ -7,8 +7,8 @@ reads them). Members who share a *shape* (the same preferences and the same chan
 with a contact) get the same plan: :func:`~dispatcher.engine.plan_steps` runs once
 per shape, and each member's plan is that plan with its own contact ids. Quiet hours
 are resolved once per (quiet hours, time zone). The rules are those of
-:func:`~dispatcher.audience.plan_member`; ``tests/dispatcher/test_members.py`` checks
-both give the same plans.
+:func:`~dispatcher.audience.plan_member`; ``tests/dispatcher/test_fanout_parallel.py``
+checks that members of one shape keep their own contacts, opt-outs, caps and quiet hours.
 """
 
 from __future__ import annotations
