@@ -61,7 +61,7 @@ def _customers(stack: Stack, size: int) -> None:
             )
 
 
-def fanout(stack: Stack, api_port: int, size: int, cap: float) -> Fanout:
+def fanout(stack: Stack, api_port: int, size: int, cap: float, queues: str | None = None) -> Fanout:
     body: dict[str, Any] = {
         "cascade": "bench",
         "content": {"title": "Bench", "text": "A broadcast"},
@@ -73,7 +73,7 @@ def fanout(stack: Stack, api_port: int, size: int, cap: float) -> Fanout:
             return Fanout(0, None, "n/a (no broadcasts endpoint)")
         _customers(stack, size)
         body["audience"] = {"customer_ids": [f"{PREFIX}{i}" for i in range(size)]}
-        worker = stack.worker()  # runs the fan-out batches (engine queue)
+        worker = stack.worker(queues)  # runs the fan-out batches (engine queue)
         try:
             started = time.perf_counter()
             answer = client.post("/v1/broadcasts", json=body)
@@ -106,3 +106,69 @@ def rows(backend: str, result: Fanout, insert_rate: float, size: int) -> list[Ro
             result.note,
         )
     ]
+
+
+def same_rows_baseline(stack: Stack, size: int) -> float:
+    """COPY of ``size`` clones of one notification the fan-out wrote (its row, its
+    attempt, its events): the same rows, written the fastest way; notifications/s."""
+    from bench.rows import insert, template
+
+    tpl = template(stack.engine, "broadcast_id IS NOT NULL AND state = 'accepted'")
+    if tpl is None:
+        return 0.0
+    same = clones(tpl, size)
+    count, seconds = insert(stack.engine, same)
+    return count / max(seconds, 1e-6)
+
+
+def clones(tpl: Any, size: int) -> Any:
+    from bench.rows import clones as copies
+
+    def notification(_: int, row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "broadcast_id": None}  # one per customer and broadcast: not a copy
+
+    def attempt(_: int, row: dict[str, Any]) -> dict[str, Any]:
+        return row
+
+    return copies(tpl, size, notification, attempt)
+
+
+def main() -> None:
+    """Figure 8 alone: ``python -m bench.broadcast [--size N] [--backend postgresql]``."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    from bench.intake import seed_customers
+    from bench.stack import create_database, drop_database, private_redis
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--backend", default="postgresql")
+    parser.add_argument("--cap", type=float, default=600)
+    parser.add_argument("--keep", type=Path, help="work (and leave logs) in this new directory")
+    parser.add_argument("--queues", help="the worker's queues (default: all, so it also sends)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cascade-fig8-") as tmp_dir:
+        tmp = args.keep or Path(tmp_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
+        with private_redis(tmp) as redis_url:
+            url = create_database(args.backend, tmp)
+            if url is None:
+                raise SystemExit(f"{args.backend} is unavailable")
+            stack = Stack(args.backend, url, redis_url, tmp)
+            try:
+                port, _ = stack.api()
+                seed_customers(port, 1)
+                result = fanout(stack, port, args.size, args.cap, args.queues)
+                print(f"fan-out: {result.per_second or 0:,.0f}/s ({result.note})", flush=True)
+                rate = same_rows_baseline(stack, args.size)
+                print(f"baseline, COPY of the same rows: {rate:,.0f}/s", flush=True)
+            finally:
+                stack.stop_all()
+                stack.engine.dispose()
+                drop_database(url)
+
+
+if __name__ == "__main__":
+    main()

@@ -192,8 +192,10 @@ class Stack:
         argv = [sys.executable, "-m", "dispatcher.cli", "api"]
         return self.http_server("api", argv, {**env, "CASCADE_API_PORT": "{port}"})
 
-    def worker(self, **extra: str) -> subprocess.Popen[bytes]:
+    def worker(self, queues: str | None = None, **extra: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "dispatcher.cli", "worker"]
+        if queues:
+            argv += ["--queues", queues]
         process = self.spawn("worker", argv, self.env(**extra))
         try:
             wait_for_worker(self.redis_url, process)

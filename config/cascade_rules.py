@@ -10,15 +10,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from config.capabilities import Capabilities
 from config.durations import format_duration
-from providers.base import CHANNEL_SIGNALS, Channel
+from providers.base import Channel, Signal
 
 if TYPE_CHECKING:
     from config.cascades import Cascade
 
 
-def cascade_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
-    """Cross-field rules, all reported at once as (field path, message)."""
+def cascade_problems(
+    cascade: Cascade, capabilities: Capabilities | None = None
+) -> list[tuple[list[str | int], str]]:
+    """Cross-field rules, all reported at once as (field path, message); the signals a
+    step waits for are checked against ``capabilities`` (default provider settings when
+    None)."""
+    capabilities = capabilities or Capabilities.static()
     problems: list[tuple[list[str | int], str]] = []
     seen: set[Channel] = set()
     for index, step in enumerate(cascade.steps):
@@ -27,14 +33,12 @@ def cascade_problems(cascade: Cascade) -> list[tuple[list[str | int], str]]:
                 problems.append((["steps", index, "channel"], f"{member.channel} appears twice"))
             seen.add(member.channel)
             wait_for = member.wait_for or step.wait_for
-            if wait_for not in CHANNEL_SIGNALS[member.channel]:
-                can = ", ".join(sorted(s.value for s in CHANNEL_SIGNALS[member.channel]))
-                problems.append(
-                    (
-                        ["steps", index, "wait_for"],
-                        f"{member.channel} cannot report '{wait_for}' (it can report: {can})",
-                    )
-                )
+            if wait_for is Signal.CLICKED and not step.track_links:
+                message = "cannot wait for 'clicked' with track_links: false (no tracked links)"
+                problems.append((["steps", index, "wait_for"], message))
+            elif not capabilities.can(member.channel, wait_for):
+                message = capabilities.refusal(member.channel, wait_for)
+                problems.append((["steps", index, "wait_for"], message))
     total = sum((step.timeout for step in cascade.steps), timedelta(0))
     if cascade.ttl < total:
         problems.append(

@@ -23,8 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from config.capabilities import Capabilities
 from config.cascade_rules import cascade_problems
 from config.durations import Duration, parse_duration
+from config.experiments import Experiment, Variant, variant_problems, with_variant
 from config.problems import (
     CascadeConfigError as CascadeConfigError,  # re-exported: callers catch it from here
 )
@@ -76,6 +78,8 @@ class Step(BaseModel):
     timeout: Duration
     #: SMS only: the most messages (segments) one SMS may be billed as; longer is refused.
     max_segments: int | None = Field(default=None, ge=1, le=255)
+    #: With ``CASCADE_LINK_TRACKING`` on, false sends this step's links as written.
+    track_links: bool = True
 
     @field_validator("channel")
     @classmethod
@@ -108,6 +112,10 @@ class Step(BaseModel):
         )
 
 
+# A variant's steps are cascade steps: resolve the forward reference now Step exists.
+Variant.model_rebuild(_types_namespace={"Step": Step})
+Experiment.model_rebuild()
+
 #: One template's per-channel parts (``any`` serves channels not listed).
 Templates = dict[Channel | Literal["any"], ChannelTemplate]
 
@@ -123,6 +131,9 @@ class Cascade(BaseModel):
     ttl: Duration  #: default: :data:`DEFAULT_TTL` or the sum of the step timeouts
     quiet_hours: Literal["respect", "ignore"] = "respect"
     paid_last: bool = True  #: paid channels stay last even if a customer prefers them
+    #: ``adaptive``: each customer's history picks the messenger and the order of the free
+    #: steps (:func:`dispatcher.engine.adaptive_order`); ``static``: the file's order.
+    order: Literal["static", "adaptive"] = "static"
     steps: tuple[Step, ...] = Field(min_length=1)
     templates: dict[str, Templates] = Field(default_factory=dict)
     #: The language of ``templates``: what a customer whose locale has no variant gets.
@@ -131,6 +142,8 @@ class Cascade(BaseModel):
     locales: dict[str, dict[str, Templates]] = Field(default_factory=dict)
     #: Data to render each template with when checking it: template name → data.
     samples: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: A/B variants of the steps (:mod:`config.experiments`); None: no experiment.
+    experiment: Experiment | None = None
 
     @field_validator("default_locale")
     @classmethod
@@ -162,8 +175,26 @@ class Cascade(BaseModel):
                 continue  # that step's own error is reported
         return {**data, "ttl": max(DEFAULT_TTL, total)}
 
+    @property
+    def experiment_name(self) -> str | None:
+        """The experiment's name (the cascade's name unless given), None without one."""
+        if self.experiment is None:
+            return None
+        return self.experiment.name or self.name
+
+    def variant(self, name: str) -> Cascade:
+        """The cascade as variant ``name`` of its experiment runs it."""
+        assert self.experiment is not None
+        return with_variant(self, next(v for v in self.experiment.variants if v.name == name))
+
     def channels(self) -> list[Channel]:
         return [member.channel for step in self.steps for member in step.members()]
+
+    def every_channel(self) -> list[Channel]:
+        """The channels of its steps and of every variant's steps, each once."""
+        variants = self.experiment.variants if self.experiment else ()
+        steps = [*self.steps, *(s for v in variants for s in v.steps or ())]
+        return list(dict.fromkeys(m.channel for step in steps for m in step.members()))
 
     def variants(self, name: str) -> dict[str, Templates]:
         """Every locale variant of template ``name``, the default first: locale → templates."""
@@ -180,12 +211,28 @@ class Cascade(BaseModel):
                 return step.max_segments
         return None
 
+    def tracks_links(self, channel: Channel) -> bool:
+        """Whether the step on ``channel`` has its links tracked (when tracking is on).
+
+        On the send path: reads the steps without building their members."""
+        for step in self.steps:
+            among = [m if isinstance(m, Channel) else m.channel for m in step.among]
+            if channel == step.channel or channel in among:
+                return step.track_links
+        return True
+
     def is_paid(self, channel: Channel) -> bool:
         return channel in PAID_CHANNELS
 
 
-def load_file(path: Path, available: Collection[Channel] | None = None) -> Cascade:
-    """Load and validate one cascade file; raise :class:`CascadeConfigError`."""
+def load_file(path: Path, available: Capabilities | Collection[Channel] | None = None) -> Cascade:
+    """Load and validate one cascade file; raise :class:`CascadeConfigError`.
+
+    ``available``: what the configured providers can send and report (a bare set of
+    channels means default provider settings); None checks signals against the defaults
+    and skips the provider check.
+    """
+    capabilities = Capabilities.coerce(available)
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text)
@@ -211,9 +258,9 @@ def load_file(path: Path, available: Collection[Channel] | None = None) -> Casca
         problems = schema_problems(path, node, data, exc, _known_keys)
         partial = _partial(data)
         if partial is not None:
-            problems += _rule_problems(path, node, *partial, available)
+            problems += _rule_problems(path, node, *partial, capabilities)
         raise CascadeConfigError(in_order(problems)) from None
-    problems = _rule_problems(path, node, cascade, list(range(len(cascade.steps))), available)
+    problems = _rule_problems(path, node, cascade, list(range(len(cascade.steps))), capabilities)
     if problems:
         raise CascadeConfigError(in_order(problems))
     return cascade
@@ -229,6 +276,19 @@ def _known_keys(parts: list[str | int]) -> Collection[str]:
         return Member.model_fields
     if parts[0] == "templates" and len(parts) == 4:
         return ChannelTemplate.model_fields
+    if parts[0] == "experiment":
+        return _experiment_keys(parts[1:])
+    return ()
+
+
+def _experiment_keys(parts: list[str | int]) -> Collection[str]:
+    """The keys allowed under ``experiment`` where ``parts`` points."""
+    if len(parts) == 1:
+        return Experiment.model_fields
+    if len(parts) == 3:
+        return Variant.model_fields
+    if len(parts) == 5 and parts[2] == "steps":
+        return Step.model_fields
     return ()
 
 
@@ -261,7 +321,7 @@ def _rule_problems(
     node: yaml.Node | None,
     cascade: Cascade,
     kept: list[int],
-    available: Collection[Channel] | None,
+    capabilities: Capabilities | None,
 ) -> list[Problem]:
     """Cross-field rules, templates and available channels; step indices as in the file."""
 
@@ -271,14 +331,16 @@ def _rule_problems(
         return parts
 
     problems = []
-    for parts, message in cascade_problems(cascade):
+    for parts, message in cascade_problems(cascade, capabilities):
         at = where(parts)
         problems.append(Problem(path, ".".join(str(p) for p in at), message, line_of(node, at)))
     problems += _check_templates(path, cascade, node)
-    for index, channel in _unavailable(cascade, available):
+    for index, channel in _unavailable(cascade, capabilities):
         at = where(["steps", index, "channel"])
         message = f"no provider is configured for {channel} and the sandbox is off"
         problems.append(Problem(path, ".".join(map(str, at)), message, line_of(node, at)))
+    for parts, message in variant_problems(cascade, capabilities):
+        problems.append(Problem(path, ".".join(map(str, parts)), message, line_of(node, parts)))
     return problems
 
 
@@ -317,12 +379,11 @@ def _check_templates(path: Path, cascade: Cascade, node: yaml.Node | None) -> li
     return problems
 
 
-def _unavailable(
-    cascade: Cascade, available: Collection[Channel] | None
-) -> list[tuple[int, Channel]]:
+def _unavailable(cascade: Cascade, capabilities: Capabilities | None) -> list[tuple[int, Channel]]:
     """(step index, channel) of each channel without a provider (and no sandbox)."""
-    if available is None:
+    if capabilities is None:
         return []
+    available = capabilities.available()
     return [
         (index, member.channel)
         for index, step in enumerate(cascade.steps)
@@ -332,12 +393,13 @@ def _unavailable(
 
 
 def load_cascades(
-    directory: Path, available: Collection[Channel] | None = None
+    directory: Path, available: Capabilities | Collection[Channel] | None = None
 ) -> dict[str, Cascade]:
     """Load every ``*.yaml``/``*.yml`` in ``directory``; all problems at once."""
     if not directory.is_dir():
         raise CascadeConfigError([Problem(directory, "(directory)", "no such directory")])
     cascades: dict[str, Cascade] = {}
+    experiments: dict[str, str] = {}  #: experiment name -> the cascade running it
     problems: list[Problem] = []
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     for path in files:
@@ -348,6 +410,14 @@ def load_cascades(
             continue
         if cascade.name in cascades:
             problems.append(Problem(path, "name", f"cascade {cascade.name!r} is defined twice"))
+        experiment = cascade.experiment_name
+        if experiment is not None and experiment in experiments:
+            message = (
+                f"experiment {experiment!r} is also run by cascade {experiments[experiment]!r}"
+            )
+            problems.append(Problem(path, "experiment.name", message))
+        if experiment is not None:
+            experiments[experiment] = cascade.name
         cascades[cascade.name] = cascade
     if not files:
         problems.append(Problem(directory, "(directory)", "no cascade files (*.yaml) found"))

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     receipt_secret: SecretStr = SecretStr("")  #: signs per-attempt receipt tokens
     cascades_dir: Path = SHIPPED_CASCADES
     public_url: str = "http://127.0.0.1:8000"  #: how providers reach our webhooks
+    #: Rewrite URLs in messages to signed ``<public_url>/l/<token>`` links; a click is
+    #: recorded and confirms (``wait_for: clicked``). See :mod:`dispatcher.links`.
+    link_tracking: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=1, ge=1, le=64)  #: API processes (``dispatcher api``)
@@ -141,7 +144,17 @@ class Settings(BaseSettings):
     #: (the sandbox included): messages/s, e.g. ``{"telegram": 30, "whatsapp": "80/10"}``.
     rate_limits: dict[Channel, Any] = Field(default_factory=dict)
     throttle_max_wait: float = Field(default=1.0, ge=0)  #: longer: the attempt is rescheduled
+    #: Adaptive order: an engagement observation this many seconds old counts half.
+    engagement_half_life: float = Field(default=30 * 86400.0, ge=3600)
+    #: Adaptive order: the population's rate counts as this many attempts of a customer.
+    engagement_prior_strength: float = Field(default=5.0, ge=0)
+    #: Adaptive order: what an hour of waiting for a confirmation is worth, in the units
+    #: of ``costs`` (0.01: five hours of waiting are worth one default-priced SMS).
+    engagement_cost_per_hour: float = Field(default=0.01, ge=0)
+    #: Adaptive order: seconds an API process reuses the population's rates per channel.
+    engagement_population_refresh: float = Field(default=300.0, gt=0)
     broadcast_batch: int = Field(default=1000, ge=1)  #: customers planned per fan-out task
+    broadcast_lanes: int = Field(default=4, ge=1)  #: fan-out batches of one broadcast at once
     broadcast_stalled_after: float = Field(default=60.0, gt=0)  #: fan-out restarted by sweep
     max_broadcast_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.cascades import Cascade
+from dispatcher.affinity import Affinity
 from dispatcher.content import attempt_fields, for_locale
 from dispatcher.customers import profile_from
 from dispatcher.engine import Plan, plan_steps, release_time
@@ -35,6 +36,7 @@ class Member:
     sent_today: int = 0  #: notifications of the category in the last 24 hours
     limit: int | None = None  #: the customer's (else the global) max_per_day
     preferences: PreferencesIn | None = None  #: read once per batch (None: read here)
+    affinity: Affinity | None = None  #: ``order: adaptive`` only: the customer's history
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class MemberPlan:
     plan: Plan
     due: datetime | None = None  #: when the first attempt is due (None when suppressed)
     locale: str | None = None  #: the customer's locale: picks the content variant
+    experiment: str | None = None  #: the A/B experiment the member was assigned in
+    variant: str | None = None  #: ... and its variant (the plan used its steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,19 @@ class Shared:
     category: str
     content: Mapping[str, Any]  #: rendered per channel, other locales under ``locales``
     ttl: timedelta
+    #: Content per (locale, channels), built once and shared by the rows that use it
+    #: (the bulk writer then serialises each distinct one once).
+    parts: dict[tuple[str | None, tuple[str, ...]], dict[str, Any]] = field(
+        default_factory=dict, compare=False
+    )
+
+    def content_for(self, locale: str | None, channels: tuple[str, ...]) -> dict[str, Any]:
+        key = (locale, channels)
+        found = self.parts.get(key)
+        if found is None:
+            content = for_locale(self.content, locale)
+            found = self.parts[key] = {c: content[c] for c in channels}
+        return found
 
 
 @dataclass
@@ -73,7 +90,7 @@ def plan_member(cascade: Cascade, member: Member, category: str, now: datetime) 
     if customer is None:
         return MemberPlan(Plan(steps=(), suppressed="unknown_customer"))
     profile = profile_from(customer, member.contacts, member.preferences)
-    plan = plan_steps(cascade, profile, category)
+    plan = plan_steps(cascade, profile, category, member.affinity)
     if plan.suppressed is not None:
         return MemberPlan(plan)
     if member.limit is not None and member.sent_today >= member.limit:
@@ -106,7 +123,8 @@ def member_rows(
     """Append one member's notification, first attempt and events to ``rows``."""
     plan, nid = planned.plan, str(uuid.uuid4())
     suppressed = plan.suppressed is not None
-    content = for_locale(shared.content, planned.locale)
+    channels = tuple(step.channel.value for step in plan.steps)
+    content = shared.content_for(planned.locale, channels)
     rows.notifications.append(
         {
             "id": nid,
@@ -114,7 +132,7 @@ def member_rows(
             "cascade": shared.cascade.name,
             "steps": [step.to_json() for step in plan.steps],
             "category": shared.category,
-            "content": {s.channel.value: content[s.channel.value] for s in plan.steps},
+            "content": content,
             "idempotency_key": None,
             "request_hash": None,
             "api_key_id": shared.api_key_id,
@@ -128,6 +146,8 @@ def member_rows(
             "finished_at": now if suppressed else None,
             "cost": 0.0,
             "broadcast_id": shared.broadcast_id,
+            "experiment": planned.experiment,
+            "variant": planned.variant,
         }
     )
     events = rows.events
@@ -140,8 +160,26 @@ def member_rows(
             now,
             cascade=shared.cascade.name,
             broadcast_id=shared.broadcast_id,
+            **(
+                {"experiment": planned.experiment, "variant": planned.variant}
+                if planned.variant
+                else {}
+            ),
         )
     )
+    if plan.reasons:
+        events.append(
+            _event(
+                shared,
+                nid,
+                customer_id,
+                "ordered",
+                now,
+                order="adaptive",
+                reason=plan.reasons[0],
+                steps=list(plan.reasons),
+            )
+        )
     for skip in plan.skipped:
         events.append(
             _event(

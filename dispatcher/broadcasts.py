@@ -1,8 +1,9 @@
 """Broadcasts: one cascade to many customers.
 
 Accepting one stores only the broadcast row and its audience (``broadcast_member``,
-Core bulk inserts, or one ``INSERT ... SELECT`` for a filter); the fan-out tasks
-(:mod:`dispatcher.fanout`) create the notifications in batches. Progress is counted
+Core bulk inserts, or one ``INSERT ... SELECT`` for a filter) and cuts the audience
+into batches (``broadcast.bounds``); the fan-out tasks (:mod:`dispatcher.fanout`)
+create the notifications, several batches at once. Progress is counted
 with aggregate SQL over the broadcast's notifications; cancelling stops the fan-out
 and cancels, by state, everything not yet sent.
 """
@@ -25,19 +26,24 @@ from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict
 from dispatcher.models import Attempt, Broadcast, BroadcastMember, Customer, Event, Notification
 from dispatcher.schemas import BroadcastIn, BroadcastOut, NotificationIn
-from dispatcher.states import OPEN_STATES, WAITING_STATES, AttemptState, NotificationState
-from providers.base import Channel
+from dispatcher.states import (
+    CONFIRMED_STATES,
+    OPEN_STATES,
+    WAITING_STATES,
+    AttemptState,
+    NotificationState,
+)
 
 FANNING_OUT, SENDING, DONE, CANCELLED = "fanning_out", "sending", "done", "cancelled"
 _MEMBER_CHUNK = 10_000
 _OPEN = [s.value for s in OPEN_STATES]
 
 
-def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, Any]:
+def _rendered(cascade: Cascade, body: BroadcastIn, base: str | None) -> dict[str, Any]:
     """Content for every channel the cascade may use in every locale, rendered once: a
     missing variable is a 422 now, not a million broken messages later. Each member
     gets the variant of its locale when its batch is fanned out."""
-    channels = list(dict.fromkeys(m.channel for s in cascade.steps for m in s.members()))
+    channels = cascade.every_channel()  # A/B: each member may get another variant's steps
     as_single = NotificationIn(
         customer_id="broadcast",
         cascade=body.cascade,
@@ -46,7 +52,7 @@ def _rendered(cascade: Cascade, body: BroadcastIn) -> dict[str, Any]:
         template=body.template,
         data=body.data,
     )
-    return render_variants(cascade, as_single, [Channel(c) for c in channels])
+    return render_variants(cascade, as_single, channels, base)
 
 
 def accept(
@@ -75,7 +81,7 @@ def accept(
     broadcast = Broadcast(
         cascade=cascade.name,
         category=body.category or cascade.category,
-        content=_rendered(cascade, body),
+        content=_rendered(cascade, body, settings.public_url if settings.link_tracking else None),
         ttl_seconds=(body.ttl or cascade.ttl).total_seconds(),
         audience_kind="ids" if audience.customer_ids is not None else (audience.filter or "locale"),
         audience_filter=audience.locale,
@@ -88,6 +94,7 @@ def accept(
     session.add(broadcast)
     session.flush()
     broadcast.audience = _store_members(session, broadcast.id, body)
+    broadcast.bounds = bounds(session, broadcast.id, settings.broadcast_batch)
     session.add(broadcast)
     return broadcast, False
 
@@ -113,6 +120,21 @@ def _store_members(session: Session, broadcast_id: str, body: BroadcastIn) -> in
         .where(BroadcastMember.broadcast_id == broadcast_id)
     ).one()
     return int(count)
+
+
+def bounds(session: Session, broadcast_id: str, size: int) -> list[str]:
+    """The first member of every ``size`` members, in the database's order of ids: the
+    batches, each the members from its bound up to the next (the last: up to the end)."""
+    numbered = (
+        select(
+            col(BroadcastMember.customer_id).label("customer_id"),
+            func.row_number().over(order_by=col(BroadcastMember.customer_id)).label("n"),
+        )
+        .where(BroadcastMember.broadcast_id == broadcast_id)
+        .subquery()
+    )
+    firsts = select(numbered.c.customer_id).where((numbered.c.n - 1) % size == 0)
+    return [str(c) for c in session.execute(firsts.order_by(numbered.c.customer_id)).scalars()]
 
 
 def cancel(session: Session, broadcast: Broadcast, now: datetime, chunk: int = 5_000) -> bool:
@@ -208,7 +230,6 @@ def progress(session: Session, broadcast: Broadcast) -> BroadcastOut:
     state = broadcast.state
     if state == SENDING and open_ == 0:
         state = DONE
-    confirmed = [NotificationState.SENT, NotificationState.DELIVERED, NotificationState.READ]
     return BroadcastOut(
         id=broadcast.id,
         state=state,
@@ -221,7 +242,7 @@ def progress(session: Session, broadcast: Broadcast) -> BroadcastOut:
         opted_out=sum(n for r, n in suppressed.items() if r.startswith("opted_out")),
         scheduled=int(scheduled),
         sent=int(sent),
-        confirmed=sum(by_state.get(s, 0) for s in confirmed),
+        confirmed=sum(by_state.get(s, 0) for s in CONFIRMED_STATES),
         delivered=by_state.get(NotificationState.DELIVERED, 0),
         read=by_state.get(NotificationState.READ, 0),
         failed=by_state.get(NotificationState.EXHAUSTED, 0),

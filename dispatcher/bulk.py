@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, insert
@@ -86,7 +87,12 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> in
         return len(rows)
     rows = _with_defaults(table, rows)
     names = list(rows[0])
-    convert = [_converter(table, name) for name in names]
+    values = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    converted = [
+        (i, _Memo(convert))
+        for i, convert in enumerate(_converter(table, name) for name in names)
+        if convert is not _same
+    ]
     columns = ", ".join(f'"{name}"' for name in names)
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -95,5 +101,30 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> in
         cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy,
     ):
         for row in rows:
-            copy.write_row([c(row[n]) for c, n in zip(convert, names, strict=True)])
+            out = list(values(row))
+            for i, convert in converted:
+                out[i] = convert(out[i])
+            copy.write_row(out)
     return len(rows)
+
+
+class _Memo:
+    """A converter that converts each distinct object once per call: the rows of a batch
+    share their times and many JSON values (one ``now``, one content per locale).
+
+    Keyed by identity, which is safe while ``rows`` holds every value alive.
+    """
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        self._convert = convert
+        self._seen: dict[int, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        key = id(value)
+        found = self._seen.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._seen[key] = self._convert(value)
+        return found
+
+
+_MISSING = object()

@@ -25,6 +25,7 @@ from dispatcher.content import refusal
 from dispatcher.decisions import cancelled, failed
 from dispatcher.inbound import window_open
 from dispatcher.lifecycle import apply
+from dispatcher.links import rewrite
 from dispatcher.models import Attempt, ContactPoint, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
@@ -171,6 +172,14 @@ def name_provider(session: Session, attempt_ids: list[str], token: str, provider
     )
 
 
+def _tracks_links(rt: Runtime, attempt: Attempt, text: str, html: str | None) -> bool:
+    """A URL to track (one substring test when there is none) on a step that tracks."""
+    if "://" not in text and "://" not in (html or ""):
+        return False
+    cascade = rt.cascades.get(attempt.cascade or "")
+    return cascade is None or cascade.tracks_links(Channel(attempt.channel))
+
+
 def build_message(
     rt: Runtime,
     notification: Notification,
@@ -188,11 +197,16 @@ def build_message(
         "receipt_token": receipt_token(secret, attempt.id),
         "ack_url": f"{rt.settings.public_url.rstrip('/')}/v1/receipts",
     }
+    text, html = content.get("text") or "", content.get("html")
+    if rt.settings.link_tracking and _tracks_links(rt, attempt, text, html):
+        text, html = rewrite(
+            text, html, base=rt.settings.public_url, secret=secret, attempt_id=attempt.id
+        )
     return Message(
         recipient=address,
-        text=content.get("text") or "",
+        text=text,
         title=content.get("title"),
-        html=content.get("html"),
+        html=html,
         template=TemplateRef(template["name"], template["language"], tuple(template["params"]))
         if template
         else None,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from config.cascades import CascadeConfigError, load_cascades
+from config.cascades import Cascade, CascadeConfigError, load_cascades
 from config.settings import Settings, SettingsError, get_settings
-from dispatcher import __version__, logs, remote
+from dispatcher import __version__, experiment_commands, logs, remote
 from dispatcher.client import ApiError
 from dispatcher.launcher import LaunchError, flower_command
 from dispatcher.publisher import CeleryPublisher
@@ -45,10 +45,10 @@ def metrics_environment(settings: Settings) -> None:
 
 def _check(settings: Settings) -> None:
     """Fail fast: providers and cascades are validated before anything starts."""
-    from dispatcher.runtime import build_router
+    from dispatcher.runtime import build_router, capabilities
 
     router = build_router(settings, None)
-    load_cascades(settings.cascades_dir, router.available_channels())
+    load_cascades(settings.cascades_dir, capabilities(settings, router))
 
 
 def ensure_port_free(host: str, port: int, variable: str) -> None:
@@ -72,19 +72,28 @@ def _exec(argv: list[str]) -> int:
     os.execv(argv[0], argv)  # noqa: S606 - replaces this process with a fixed command
 
 
+def _chain(cascade: Cascade) -> str:
+    return " -> ".join(
+        step.channel
+        if not step.among
+        else f"messenger({','.join(m.channel for m in step.members())})"
+        for step in cascade.steps
+    )
+
+
 def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
-    from dispatcher.runtime import build_router
+    from dispatcher.runtime import build_router, capabilities
 
     path = Path(args.path) if args.path else settings.cascades_dir
     router = build_router(settings, None)
-    cascades = load_cascades(path, router.available_channels())
+    cascades = load_cascades(path, capabilities(settings, router))
     for name, cascade in sorted(cascades.items()):
-        chain = " -> ".join(
-            step.channel
-            if not step.among
-            else f"messenger({','.join(m.channel for m in step.members())})"
-            for step in cascade.steps
-        )
+        chain = _chain(cascade)
+        if cascade.experiment is not None:  # A/B: each variant's weight and steps
+            chain += f"; experiment {cascade.experiment_name}: " + ", ".join(
+                f"{v.name} ({v.weight:g}) {_chain(cascade.variant(v.name))}"
+                for v in cascade.experiment.variants
+            )
         locales = ""
         if cascade.templates:  # every variant rendered with sample data at load
             others = "".join(f", {locale}" for locale in cascade.locales)
@@ -286,6 +295,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="directory (default: CASCADE_CASCADES_DIR)")
     check.set_defaults(func=cmd_cascades_check)
     remote.add_commands(sub)
+    experiment_commands.add_commands(sub)
     return root
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -198,6 +199,15 @@ class CascadeClient:
         params = {"since": since, "until": until.isoformat() if until else None, "cascade": cascade}
         answer = self._call("GET", "/v1/stats", params={k: v for k, v in params.items() if v})
         return dict(answer)
+
+    def experiment(self, name: str) -> dict[str, Any]:
+        """``GET /v1/experiments/{name}``: variants, weights, channels and statuses."""
+        return dict(self._call("GET", f"/v1/experiments/{quote(name, safe='')}"))
+
+    def change_variant(self, name: str, variant: str, action: str) -> dict[str, Any]:
+        """``stop``, ``promote`` or ``resume`` one variant of an A/B experiment."""
+        path = f"/v1/experiments/{quote(name, safe='')}/variants/{quote(variant, safe='')}"
+        return dict(self._call("POST", f"{path}/{quote(action, safe='')}"))
 
     # transport
 

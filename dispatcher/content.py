@@ -9,7 +9,8 @@ channel's part records the locale it came from; an SMS part also records its
 encoding and segment count (:mod:`providers.segments`), and when the cascade caps
 the SMS step with ``max_segments`` a template's ``short`` text is used instead of a
 body that is too long. A part still over the cap is refused at send time
-(:func:`refusal`), never sent and billed.
+(:func:`refusal`), never sent and billed. With link tracking on (``link_base``: the
+public URL), an SMS is sized as it will be sent: each URL as long as its tracked link.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from config.cascades import Cascade, Templates
 from config.templates import ChannelTemplate, RenderError, locale_chain, render
 from dispatcher.customers import FieldError
+from dispatcher.links import sized_text
 from dispatcher.schemas import NotificationIn
 from providers.base import Channel
 from providers.segments import segments
@@ -31,7 +33,10 @@ TOO_MANY_SEGMENTS = "too_many_segments"
 
 
 def render_variants(
-    cascade: Cascade, body: NotificationIn, channels: list[Channel]
+    cascade: Cascade,
+    body: NotificationIn,
+    channels: list[Channel],
+    link_base: str | None = None,
 ) -> dict[str, Any]:
     """The default variant's part per channel, plus ``locales``: locale → parts.
 
@@ -47,7 +52,9 @@ def render_variants(
         variants = {str(k): v for k, v in cascade.variants(body.template).items()}
     default = cascade.default_locale if body.template is not None else None
     rendered = {
-        locale: _render_one(cascade, body, channels, templates, locale, locale == default)
+        locale: _render_one(
+            cascade, body, channels, templates, locale, locale == default, link_base
+        )
         for locale, templates in variants.items()
     }
     parts: dict[str, Any] = dict(rendered.pop(default))
@@ -67,10 +74,14 @@ def for_locale(rendered: Mapping[str, Any], locale: str | None) -> dict[str, dic
 
 
 def render_content(
-    cascade: Cascade, body: NotificationIn, channels: list[Channel], locale: str | None
+    cascade: Cascade,
+    body: NotificationIn,
+    channels: list[Channel],
+    locale: str | None,
+    link_base: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per-channel content for one customer, rendered now: a missing variable is a 422."""
-    return for_locale(render_variants(cascade, body, channels), locale)
+    return for_locale(render_variants(cascade, body, channels, link_base), locale)
 
 
 def attempt_fields(part: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -105,6 +116,7 @@ def _render_one(
     templates: Templates,
     locale: str | None,
     is_default: bool,
+    link_base: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     content: dict[str, dict[str, Any]] = {}
     for channel in channels:
@@ -123,16 +135,24 @@ def _render_one(
                 ) from None
             part, short = {**_from_template(rendered), "locale": locale}, rendered.short
         if channel == Channel.SMS:
-            part = _sized(part, cascade.max_segments(channel), short)
+            tracked = link_base if cascade.tracks_links(channel) else None
+            part = _sized(part, cascade.max_segments(channel), short, tracked)
         content[channel.value] = part
     return content
 
 
-def _sized(part: dict[str, Any], cap: int | None, short: str | None) -> dict[str, Any]:
-    """Encoding and segments of an SMS; the ``short`` text when the body is over ``cap``."""
-    size = segments(part.get("text") or "")
+def _sized(
+    part: dict[str, Any], cap: int | None, short: str | None, link_base: str | None = None
+) -> dict[str, Any]:
+    """Encoding and segments of an SMS as sent (tracked links included when ``link_base``);
+    the ``short`` text when the body is over ``cap``."""
+
+    def sent(text: str) -> str:
+        return sized_text(text, link_base) if link_base else text
+
+    size = segments(sent(part.get("text") or ""))
     if cap is not None and size.count > cap and short:
-        part, size = {**part, "text": short}, segments(short)
+        part, size = {**part, "text": short}, segments(sent(short))
     sized = {**part, "encoding": size.encoding.value, "segments": size.count}
     return {**sized, "max_segments": cap} if cap is not None else sized
 

@@ -9,7 +9,9 @@ in the sweep) and compare-and-set updates everywhere.
 
 from __future__ import annotations
 
+import math
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +35,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        try:
+            cursor.execute("SELECT exp(0)")  # built without SQLITE_ENABLE_MATH_FUNCTIONS?
+        except sqlite3.OperationalError:
+            # The engagement counts decay with exp() in SQL: give such builds Python's.
+            dbapi_connection.create_function("exp", 1, math.exp, deterministic=True)
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -14,6 +14,8 @@ after_send         sent / not sent (retry, or give up when tries or the step's
 on_receipt         wait (not recorded as sent yet) / upgrade (sent ->
                    delivered -> read) / timestamps only (late, on an escalated
                    attempt) / failure receipt / duplicate
+on_click           a tracked link followed: first click (confirms, like a read
+                   receipt) / later clicks (recorded only)
 on_timeout         escalate a waiting attempt whose ``escalate_at`` passed
 on_stale_claim     a claim held past the limit: unknown, never resent
 =================  ==========================================================
@@ -83,12 +85,19 @@ class RetryPolicy:
     backoff: float  #: first retry delay, doubled each try
 
 
-def _satisfied(attempt: Attempt, sent_at: datetime | None, delivered: object, read: object) -> bool:
+def _satisfied(
+    attempt: Attempt,
+    sent_at: datetime | None,
+    delivered: object,
+    read: object,
+    clicked: object = None,
+) -> bool:
     return condition_met(
         Signal(attempt.wait_for),
         sent_at=sent_at,
         delivered_at=delivered,  # type: ignore[arg-type]
         read_at=read,  # type: ignore[arg-type]
+        clicked_at=clicked or attempt.clicked_at,  # type: ignore[arg-type]
     )
 
 
@@ -272,6 +281,34 @@ def on_receipt(
     late = not open_ and kind in (ReceiptKind.DELIVERED, ReceiptKind.READ)
     return Transition(
         current, values, kind.value, {"late": not open_}, outcome="late" if late else "applied"
+    )
+
+
+def on_click(attempt: Attempt, link: int, now: datetime, *, open_: bool) -> Transition:
+    """A person followed tracked link ``link`` of a sent attempt (previews filtered out).
+
+    The first click stamps ``clicked_at`` (and ``read_at``/``delivered_at``: a click
+    implies both), moves the state to ``read`` where the table allows it, and finishes
+    an open notification whose step waits for it, as a receipt does. Later clicks change
+    nothing but are recorded (``first: false``).
+    """
+    current = AttemptState(attempt.state)
+    if attempt.clicked_at is not None:
+        detail = {"link": link, "first": False}
+        return Transition(current, {}, "clicked", detail, outcome="counted")
+    values: dict[str, object] = {"clicked_at": now}
+    if attempt.read_at is None:
+        values["read_at"] = now
+    if attempt.delivered_at is None:
+        values["delivered_at"] = now
+    if can_move(current, AttemptState.READ):
+        values["state"] = AttemptState.READ.value
+    detail = {"link": link, "first": True, "late": not open_}
+    if open_ and _satisfied(attempt, attempt.sent_at, now, now, now):
+        then, finish_as, reason = _finish(attempt)
+        return Transition(current, values, "clicked", detail, then, finish_as, reason, "finished")
+    return Transition(
+        current, values, "clicked", detail, outcome="late" if not open_ else "applied"
     )
 
 

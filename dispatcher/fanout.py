@@ -1,160 +1,127 @@
-"""Broadcast fan-out: one batch of members per task, on the ``engine`` queue.
+"""Broadcast fan-out: batches of members, several at once, on the ``engine`` queue.
 
-``broadcast.fan_out(broadcast_id, batch)`` (ids only) plans the next
-``broadcast_batch`` members (:mod:`dispatcher.audience`) and writes their
-notifications, first attempts and history events with Core ``insert()`` in one
-transaction, together with a compare-and-set of the broadcast's ``batches``
-counter: a batch delivered twice (redelivery, a sweep restart racing a slow task)
-commits once, the other run rolls back and creates nothing. After the commit the
-doorbells ring and the next batch is queued. A fan-out whose task was lost makes
-no progress; the sweep queues its next batch again (:func:`restart_stalled`).
+``broadcast.fan_out(broadcast_id, batch)`` (ids only) plans the members of batch
+``batch`` (those from ``broadcast.bounds[batch]`` up to the next bound, see
+:func:`dispatcher.broadcasts.bounds`) with :func:`dispatcher.members.plan_batch`
+and writes their notifications, first attempts and history events in one
+transaction (COPY on PostgreSQL, one executemany per table on SQLite).
+
+Batches run in parallel: the API queues the first ``broadcast_lanes`` batches and
+each committed batch queues the one ``broadcast_lanes`` further on. Each run first
+claims its batch by inserting ``(broadcast_id, batch)`` into ``broadcast_batch``
+(``ON CONFLICT DO NOTHING``): a run of a batch that is already done, or that runs
+at the same moment elsewhere (it waits for the other's commit), inserts nothing,
+rolls back and creates nothing. The broadcast's counters move last, just before the
+commit, so parallel batches hold its row lock only for their commit; the batch that
+completes the audience moves the broadcast to ``sending``. A cancelled broadcast
+makes that update match nothing and the batch rolls back. Lost tasks make no
+progress; the sweep queues the unclaimed batches again (:func:`restart_stalled`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import Select, case, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from dispatcher.audience import Member, Rows, Shared, member_rows, plan_member
+from dispatcher.audience import Rows
 from dispatcher.broadcasts import FANNING_OUT, SENDING
 from dispatcher.bulk import insert_rows
-from dispatcher.customers import preferences_of
 from dispatcher.history import written
+from dispatcher.members import plan_batch
 from dispatcher.models import (
     Attempt,
     Broadcast,
+    BroadcastBatch,
     BroadcastMember,
-    ContactPoint,
-    Customer,
     Event,
     Notification,
 )
 from dispatcher.publisher import Doorbell
 from dispatcher.runtime import Runtime
-from dispatcher.states import NotificationState
 from dispatcher.work import Work, unit_of_work
 
 log = logging.getLogger(__name__)
 
 
 def fan_out(rt: Runtime, broadcast_id: str, batch: int, now: datetime | None = None) -> str:
-    """Fan out batch number ``batch``; returns ``created``, ``done`` or ``stale``."""
+    """Fan out batch number ``batch``; returns ``created``, ``done`` (it completed the
+    audience) or ``stale`` (done already, running elsewhere, or cancelled)."""
     with unit_of_work(rt, now) as work:
-        outcome = _batch(rt, work, broadcast_id, batch)
-    if outcome == "created":
-        rt.publisher.fan_out(broadcast_id, batch + 1)
+        outcome, total = _batch(rt, work, broadcast_id, batch)
+    after = batch + rt.settings.broadcast_lanes
+    if outcome != "stale" and after < total:
+        rt.publisher.fan_out(broadcast_id, after)
     return outcome
 
 
-def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> str:
+def first_batches(rt: Runtime, broadcast: Broadcast) -> list[int]:
+    """The batches to queue when a broadcast is accepted: one per lane (one if empty)."""
+    return list(range(max(1, min(rt.settings.broadcast_lanes, len(broadcast.bounds)))))
+
+
+def _claim(session: Session, broadcast_id: str, batch: int, members: int, now: datetime) -> bool:
+    values = {"broadcast_id": broadcast_id, "batch": batch, "members": members, "created_at": now}
+    table = BroadcastBatch.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    claim = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    return session.execute(claim.returning(table.c.batch)).first() is not None
+
+
+def _members(broadcast: Broadcast, batch: int) -> Select[Any]:
+    """The customer ids of batch ``batch``: from its bound up to the next one."""
+    bounds = broadcast.bounds
+    query = select(col(BroadcastMember.customer_id)).where(
+        BroadcastMember.broadcast_id == broadcast.id,
+        col(BroadcastMember.customer_id) >= bounds[batch],
+    )
+    if batch + 1 < len(bounds):
+        query = query.where(col(BroadcastMember.customer_id) < bounds[batch + 1])
+    return query
+
+
+def _batch(rt: Runtime, work: Work, broadcast_id: str, batch: int) -> tuple[str, int]:
     session, now = work.session, work.now
     broadcast = session.get(Broadcast, broadcast_id)
-    if broadcast is None or broadcast.state != FANNING_OUT or broadcast.batches != batch:
-        return "stale"  # done already (a duplicate message), or cancelled
-    size = rt.settings.broadcast_batch
-    query = select(BroadcastMember.customer_id).where(BroadcastMember.broadcast_id == broadcast_id)
-    if broadcast.cursor is not None:
-        query = query.where(col(BroadcastMember.customer_id) > broadcast.cursor)
-    ids = list(session.exec(query.order_by(col(BroadcastMember.customer_id)).limit(size)))
-    last = len(ids) < size
-    # The compare-and-set first: it takes the row lock, so a concurrent run of the
-    # same batch waits here, then finds ``batches`` moved and gives up.
-    values: dict[str, object] = {
-        "batches": batch + 1,
-        "processed": Broadcast.processed + len(ids),
-        "created": Broadcast.created + len(ids),
-        "progress_at": now,
-    }
-    if ids:
-        values["cursor"] = ids[-1]
-    if last:
-        values["state"] = SENDING
+    if broadcast is None or broadcast.state != FANNING_OUT:
+        return "stale", 0  # cancelled, or every batch done
+    total = len(broadcast.bounds)
+    if batch >= total and not (batch == 0 and total == 0):
+        return "stale", total
+    within = _members(broadcast, batch) if total else None
+    ids: list[str] = []
+    if within is not None:
+        ids = list(session.execute(within.order_by(col(BroadcastMember.customer_id))).scalars())
+    if total and not _claim(session, broadcast_id, batch, len(ids), now):
+        session.rollback()
+        return "stale", total
+    cascade = rt.cascades.get(broadcast.cascade)
+    rows = plan_batch(session, rt, cascade, broadcast, ids, now, within) if cascade else Rows()
+    _write(session, rows)
     moved = session.execute(
         update(Broadcast)
-        .where(
-            col(Broadcast.id) == broadcast_id,
-            col(Broadcast.state) == FANNING_OUT,
-            col(Broadcast.batches) == batch,
+        .where(col(Broadcast.id) == broadcast_id, col(Broadcast.state) == FANNING_OUT)
+        .values(
+            batches=Broadcast.batches + 1,
+            processed=Broadcast.processed + len(ids),
+            created=Broadcast.created + len(ids),
+            progress_at=now,
+            state=case((col(Broadcast.batches) + 1 >= total, SENDING), else_=Broadcast.state),
         )
-        .values(**values)
     )
     if not moved.rowcount:  # type: ignore[attr-defined]
-        session.rollback()
-        return "stale"
-    rows = plan_batch(session, rt, broadcast, ids, now)
-    _write(session, rows)
+        session.rollback()  # cancelled while this batch was written
+        return "stale", total
+    last = session.exec(select(Broadcast.state).where(Broadcast.id == broadcast_id)).one()
     for attempt_id, channel, nid in rows.bells:
-        work.ring(Doorbell(attempt_id, channel, nid))
-    log.info(
-        "broadcast %s batch %d: %d members", broadcast_id, batch, len(ids), extra={"last": last}
-    )
-    return "done" if last else "created"
-
-
-def plan_batch(
-    session: Session, rt: Runtime, broadcast: Broadcast, ids: list[str], now: datetime
-) -> Rows:
-    """Load the batch's customers, contacts and cap counts in three queries; plan each."""
-    cascade = rt.cascades.get(broadcast.cascade)
-    rows = Rows()
-    if cascade is None or not ids:
-        return rows
-    customers = {c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(ids)))}
-    contacts: dict[str, list[ContactPoint]] = defaultdict(list)
-    for contact in session.exec(
-        select(ContactPoint)
-        .where(col(ContactPoint.customer_id).in_(ids), ContactPoint.status == "active")
-        .order_by(col(ContactPoint.id))
-    ):
-        contacts[contact.customer_id].append(contact)
-    category = broadcast.category
-    prefs = {cid: preferences_of(c) for cid, c in customers.items()}
-    limits = {
-        cid: p.max_per_day.get(category, rt.settings.max_per_day.get(category))
-        for cid, p in prefs.items()
-    }
-    counts = _sent_today(
-        session, [cid for cid, lim in limits.items() if lim is not None], category, now
-    )
-    shared = Shared(
-        broadcast_id=broadcast.id,
-        api_key_id=broadcast.api_key_id,
-        cascade=cascade,
-        category=category,
-        content=broadcast.content,
-        ttl=timedelta(seconds=broadcast.ttl_seconds),
-    )
-    for customer_id in ids:
-        member = Member(
-            customer_id,
-            customers.get(customer_id),
-            contacts.get(customer_id, []),
-            sent_today=counts.get(customer_id, 0),
-            limit=limits.get(customer_id),
-            preferences=prefs.get(customer_id),
-        )
-        member_rows(rows, shared, customer_id, plan_member(cascade, member, category, now), now)
-    return rows
-
-
-def _sent_today(session: Session, ids: list[str], category: str, now: datetime) -> dict[str, int]:
-    if not ids:
-        return {}
-    counted = session.exec(
-        select(Notification.customer_id, func.count())
-        .where(
-            col(Notification.customer_id).in_(ids),
-            Notification.category == category,
-            col(Notification.created_at) > now - timedelta(days=1),
-            Notification.state != NotificationState.SUPPRESSED.value,
-        )
-        .group_by(col(Notification.customer_id))
-    )
-    return {customer_id: int(count) for customer_id, count in counted}
+        work.ring(Doorbell(attempt_id, channel, nid, announce=False))
+    extra: dict[str, Any] = {"members": len(ids), "last": last == SENDING}
+    log.info("broadcast %s batch %d of %d", broadcast_id, batch, total, extra=extra)
+    return ("done" if last == SENDING else "created"), total
 
 
 def _write(session: Session, rows: Rows) -> None:
@@ -170,15 +137,17 @@ def _write(session: Session, rows: Rows) -> None:
 
 
 def restart_stalled(rt: Runtime, now: datetime) -> int:
-    """Sweep phase: queue again the next batch of fan-outs that made no progress lately.
+    """Sweep phase: queue again the unclaimed batches of fan-outs that made no progress
+    lately (up to ``broadcast_lanes`` per broadcast).
 
-    Harmless if the original task is only slow: the batch's compare-and-set lets one
-    run commit. ``progress_at`` moves, so a restart is not repeated every tick.
+    Harmless if the original tasks are only slow: a batch's claim lets one run commit.
+    ``progress_at`` moves, so a restart is not repeated every tick.
     """
     stalled_before = now - timedelta(seconds=rt.settings.broadcast_stalled_after)
     restarts: list[tuple[str, int]] = []
     with unit_of_work(rt, now) as work:
-        for broadcast in work.session.exec(
+        session = work.session
+        for broadcast in session.exec(
             select(Broadcast)
             .where(
                 Broadcast.state == FANNING_OUT,
@@ -186,9 +155,15 @@ def restart_stalled(rt: Runtime, now: datetime) -> int:
             )
             .limit(rt.settings.sweep_batch)
         ):
+            claimed = set(
+                session.exec(
+                    select(BroadcastBatch.batch).where(BroadcastBatch.broadcast_id == broadcast.id)
+                )
+            )
+            unclaimed = [b for b in range(max(1, len(broadcast.bounds))) if b not in claimed]
             broadcast.progress_at = now
-            work.session.add(broadcast)
-            restarts.append((broadcast.id, broadcast.batches))
+            session.add(broadcast)
+            restarts += [(broadcast.id, b) for b in unclaimed[: rt.settings.broadcast_lanes]]
     for broadcast_id, batch in restarts:
         rt.publisher.fan_out(broadcast_id, batch)
-    return len(restarts)
+    return len({b for b, _ in restarts})

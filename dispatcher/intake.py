@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -28,7 +29,9 @@ from dispatcher.customers import (
     profile_of,
     upsert_contacts,
 )
+from dispatcher.engagement import affinity_of
 from dispatcher.engine import Plan, plan_steps
+from dispatcher.experiments import VariantStatuses
 from dispatcher.history import record
 from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.lifecycle import create_attempt
@@ -70,8 +73,12 @@ def accept(
     api_key_id: str,
     idempotency_key: str | None,
     now: datetime,
+    experiments: VariantStatuses | None = None,
 ) -> Accepted:
-    """Store a new notification and its first attempt (or replay an earlier one)."""
+    """Store a new notification and its first attempt (or replay an earlier one).
+
+    A cascade with an ``experiment`` runs the customer's variant (its steps and TTL).
+    """
     digest = request_hash(body)
     if idempotency_key:
         existing = find_by_key(session, Notification, api_key_id, idempotency_key)
@@ -92,7 +99,13 @@ def accept(
     customer = ensure_customer(session, body.customer_id, now)
     upsert_contacts(session, customer.id, body.contacts, now, "contacts")
     category = body.category or cascade.category
-    plan = plan_steps(cascade, profile_of(session, customer), category)
+    assigned = (experiments or VariantStatuses()).for_cascade(session, cascade, customer.id, now)
+    cascade = assigned.cascade
+    # Adaptive only: one read of the customer's engagement rows (population rates cached).
+    affinity = (
+        affinity_of(session, customer.id, now, settings) if cascade.order == "adaptive" else None
+    )
+    plan = plan_steps(cascade, profile_of(session, customer), category, affinity)
     if plan.suppressed is None and over_cap(session, customer, settings, category, now):
         plan = Plan(steps=(), skipped=plan.skipped, suppressed="frequency_cap")
     channels = [step.channel for step in plan.steps]
@@ -101,19 +114,41 @@ def accept(
         cascade=cascade.name,
         steps=[step.to_json() for step in plan.steps],
         category=category,
-        content=render_content(cascade, body, channels, customer.locale),
+        content=render_content(cascade, body, channels, customer.locale, link_base(settings)),
         idempotency_key=idempotency_key,
         request_hash=digest,
         api_key_id=api_key_id,
         respect_quiet_hours=cascade.quiet_hours == "respect",
         expires_at=now + (body.ttl or cascade.ttl),
         created_at=now,
+        experiment=assigned.experiment,
+        variant=assigned.variant,
     )
     session.add(notification)
     session.flush()
+    variant: dict[str, Any] = {}
+    if assigned.experiment and assigned.variant:
+        variant = {"experiment": assigned.experiment, "variant": assigned.variant}
     record(
-        session, "accepted", at=now, source="api", notification=notification, cascade=cascade.name
+        session,
+        "accepted",
+        at=now,
+        source="api",
+        notification=notification,
+        cascade=cascade.name,
+        **variant,
     )
+    if plan.reasons:
+        record(
+            session,
+            "ordered",
+            at=now,
+            source="engine",
+            notification=notification,
+            order="adaptive",
+            reason=plan.reasons[0],
+            steps=list(plan.reasons),
+        )
     for skip in plan.skipped:
         record(
             session,
@@ -154,12 +189,18 @@ def accept_round(rt: Runtime, requests: list[Request]) -> list[Accepted]:
                 api_key_id=request.api_key_id,
                 idempotency_key=request.idempotency_key,
                 now=request.now,
+                experiments=rt.experiments,
             )
             for request in requests
         ]
         for one in accepted:
             work.bells.extend(one.doorbells)
     return accepted
+
+
+def link_base(settings: Settings) -> str | None:
+    """The public URL tracked links start with, when link tracking is on."""
+    return settings.public_url if settings.link_tracking else None
 
 
 def over_cap(

@@ -18,11 +18,13 @@ from sqlmodel import Session, col
 
 from dispatcher.content import attempt_fields
 from dispatcher.decisions import Then, Transition, on_timeout
+from dispatcher.engagement import observe
 from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
 from dispatcher.models import Attempt, Customer, Notification
 from dispatcher.publisher import Doorbell
 from dispatcher.states import (
+    CONFIRMED_STATES,
     OPEN_STATES,
     WAITING_STATES,
     AttemptState,
@@ -200,6 +202,14 @@ def _follow(
         attempt=attempt,
         **transition.detail,
     )
+    if transition.then in (Then.FINISH, Then.NEXT):  # the attempt ended: confirmed or not
+        observe(
+            session,
+            customer_id=notification.customer_id,
+            channel=attempt.channel,
+            confirmed=transition.then is Then.FINISH,
+            at=work.now,
+        )
     if transition.then is Then.FINISH and transition.finish_as is not None:
         finish(
             session,
@@ -272,11 +282,7 @@ def finish(
     attempt: Attempt | None = None,
 ) -> bool:
     """Close an open notification; cancel what was not sent. False if already closed."""
-    confirmed = state in (
-        NotificationState.READ,
-        NotificationState.DELIVERED,
-        NotificationState.SENT,
-    )
+    confirmed = state in CONFIRMED_STATES
     channel = attempt.channel if attempt is not None and confirmed else None
     if not move_notification(
         session, notification, state, finished_at=now, reason=reason, finished_channel=channel

@@ -110,6 +110,21 @@ class ContactPoint(SQLModel, table=True):
     last_inbound_at: datetime | None = utc_column()
 
 
+class Engagement(SQLModel, table=True):
+    """How one customer answered on one channel: exponentially decayed attempt counts.
+
+    ``tried`` counts attempts that ended (confirmed within their step's timeout, or
+    escalated), ``confirmed`` the confirmed ones, both as of ``as_of`` (Unix seconds):
+    :mod:`dispatcher.engagement` decays them when it adds to them or reads them.
+    """
+
+    customer_id: str = Field(foreign_key="customer.id", primary_key=True, max_length=128)
+    channel: str = Field(primary_key=True, max_length=16)
+    confirmed: float = 0.0
+    tried: float = 0.0
+    as_of: float = 0.0
+
+
 #: Rows the sweep looks at, as partial-index predicates (the queries repeat them).
 def timer_predicate(prefix: str = "") -> str:
     """Live timers: ``prefix`` qualifies the columns (``"attempt."``) in a join."""
@@ -152,6 +167,14 @@ class Notification(SQLModel, table=True):
         ),
         # One notification per customer per broadcast (NULLs are distinct: single sends).
         Index("uq_notification_broadcast_customer", "broadcast_id", "customer_id", unique=True),
+        # /v1/stats compares variants: only the notifications of an experiment.
+        Index(
+            "ix_notification_experiment",
+            "experiment",
+            "created_at",
+            postgresql_where=text("experiment IS NOT NULL"),
+            sqlite_where=text("experiment IS NOT NULL"),
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -182,6 +205,9 @@ class Notification(SQLModel, table=True):
     sms_segments: int | None = Field(
         default=None, sa_column=Column(Integer, nullable=True, default=sms_segments_of)
     )
+    #: The cascade's A/B experiment and the variant this customer was assigned (else NULL).
+    experiment: str | None = Field(default=None, max_length=64)
+    variant: str | None = Field(default=None, max_length=64)
 
 
 class Attempt(SQLModel, table=True):
@@ -259,6 +285,7 @@ class Attempt(SQLModel, table=True):
     sent_at: datetime | None = utc_column()
     delivered_at: datetime | None = utc_column()
     read_at: datetime | None = utc_column()
+    clicked_at: datetime | None = utc_column()  #: first click on one of its tracked links
     escalate_at: datetime | None = utc_column()
     finished_at: datetime | None = utc_column()
     tries: int = 0
@@ -289,6 +316,26 @@ class Event(SQLModel, table=True):
     at: datetime = utc_column(index=True, nullable=False)
     source: str = Field(max_length=48)
     detail: dict[str, Any] = json_column(dict)
+
+
+class LinkClick(SQLModel, table=True):
+    """One counted click on a tracked link (previews and scanners are not counted).
+
+    ``page`` is the link's target without its query and fragment: per-customer
+    parameters would make every link its own row in the stats.
+    """
+
+    __table_args__ = (Index("ix_linkclick_period", "notification_created_at", "cascade"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    attempt_id: str = Field(foreign_key="attempt.id", index=True, max_length=36)
+    link: int  #: the link's index in its message (the token carries it)
+    page: str = Field(max_length=512)
+    first: bool  #: the attempt's first counted click (the one that confirms)
+    channel: str = Field(max_length=16)
+    cascade: str | None = Field(default=None, max_length=64)
+    notification_created_at: datetime | None = utc_column()
+    at: datetime = utc_column(nullable=False)
 
 
 class ProviderEvent(SQLModel, table=True):
@@ -350,8 +397,10 @@ class WebhookNonce(SQLModel, table=True):
 class Broadcast(SQLModel, table=True):
     """One cascade to many customers, fanned out in batches by tasks on the engine queue.
 
-    ``batches`` is the fan-out's compare-and-set token: a batch commits only if it
-    moves ``batches`` from the value it read, so a batch done twice creates nothing twice.
+    The audience is cut into batches when it is stored: ``bounds`` holds the first
+    member (in the database's order of customer ids) of each batch. Batches run in
+    parallel; each claims its number in ``broadcast_batch`` (:class:`BroadcastBatch`)
+    before it writes, so a batch done twice creates nothing twice.
     """
 
     __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
@@ -365,8 +414,9 @@ class Broadcast(SQLModel, table=True):
     audience_filter: str | None = Field(default=None, max_length=64)  #: the locale
     audience: int = 0  #: members (distinct customer ids)
     state: str = Field(default="fanning_out", index=True, max_length=16)
-    batches: int = 0  #: batches fanned out (the compare-and-set token)
-    cursor: str | None = Field(default=None, max_length=128)  #: last member done
+    batches: int = 0  #: batches fanned out so far
+    cursor: str | None = Field(default=None, max_length=128)  #: unused since batches are bounded
+    bounds: list[str] = json_column(list)  #: first customer id of each batch
     processed: int = 0  #: members planned so far
     created: int = 0  #: notifications created so far
     idempotency_key: str | None = Field(default=None, max_length=255)
@@ -384,6 +434,36 @@ class BroadcastMember(SQLModel, table=True):
 
     broadcast_id: str = Field(primary_key=True, max_length=36)
     customer_id: str = Field(primary_key=True, max_length=128)
+
+
+class ExperimentVariantState(SQLModel, table=True):
+    """An operator's decision on one variant: stopped or promoted, without a redeploy.
+
+    No row means active. Read by :class:`dispatcher.experiments.VariantStatuses`.
+    """
+
+    __tablename__ = "experiment_variant_state"
+
+    experiment: str = Field(primary_key=True, max_length=64)
+    variant: str = Field(primary_key=True, max_length=64)
+    status: str = Field(max_length=16)  #: active | stopped | promoted
+    updated_at: datetime = utc_column(nullable=False)
+
+
+class BroadcastBatch(SQLModel, table=True):
+    """A fan-out batch that committed: its primary key is the batch's compare-and-set.
+
+    A run inserts the row first, in the transaction that writes the batch's
+    notifications; a second run of the same batch (redelivery, a sweep restart,
+    two workers at once) waits for the first to finish and then inserts nothing.
+    """
+
+    __tablename__ = "broadcast_batch"
+
+    broadcast_id: str = Field(primary_key=True, max_length=36)
+    batch: int = Field(primary_key=True)
+    members: int = 0
+    created_at: datetime = utc_column(nullable=False)
 
 
 from dispatcher import rollup_tables as _rollup_tables  # noqa: E402 - the stats rollup's tables

@@ -166,14 +166,44 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     ]
     rows = [[row.get(c) for c in columns] for row in stats["channels"]]
     print(table([c.replace("_", " ") for c in columns], rows))
+    print_experiments(stats.get("experiments", []))
     return 0
+
+
+def api_options() -> argparse.ArgumentParser:
+    """``--url`` and ``--api-key``: the parent parser of every command that calls the API."""
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--url", help="the API's base URL (default: this host's API)")
+    api.add_argument("--api-key", help="API key (default: the first of CASCADE_API_KEYS)")
+    return api
+
+
+def _difference(value: dict[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    points = [value[k] * 100 for k in ("confirmation_rate", "low", "high")]
+    return "{:+.1f}pp [{:+.1f}, {:+.1f}]".format(*points)
+
+
+def print_experiments(experiments: Sequence[dict[str, Any]]) -> None:
+    """The A/B section of ``dispatcher stats``: each experiment's variants side by side."""
+    columns = ["notifications", "confirmed", "confirmation_rate", "read_rate"]
+    more = ["median_seconds_to_confirmation", "cost_per_confirmed"]
+    for experiment in experiments:
+        print()
+        print(f"A/B {experiment['experiment']} (control {experiment['control']})")
+        rows = [
+            [v["variant"], v["status"], *(v[c] for c in columns), _difference(v["difference"])]
+            + [v[c] for c in more]
+            for v in experiment["variants"]
+        ]
+        headers = ["variant", "status", "notifications", "confirmed", "rate", "read rate"]
+        print(table([*headers, "vs control (95% CI)", "median s", "cost/confirmed"], rows))
 
 
 def add_commands(sub: Any) -> None:
     """Register ``send``, ``status`` and ``stats`` on the ``dispatcher`` parser."""
-    api = argparse.ArgumentParser(add_help=False)
-    api.add_argument("--url", help="the API's base URL (default: this host's API)")
-    api.add_argument("--api-key", help="API key (default: the first of CASCADE_API_KEYS)")
+    api = api_options()
 
     send = sub.add_parser(
         "send",

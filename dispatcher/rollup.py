@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 from dispatcher import savings, stats
+from dispatcher.click_stats import clicked_per_channel
 from dispatcher.models import UTCDateTime
 from dispatcher.rollup_triggers import Kind, kinds, read_bin, seconds_to_read
 from dispatcher.savings import Bucket, SeriesRow
@@ -265,8 +266,9 @@ def summary(
         if median is not None:
             medians[channel] = median
     finished = stats.finished_on(session, since, until, cascade, groups)
+    clicks = clicked_per_channel(session, since, until, cascade)  # link clicks: few rows
     channels = stats.channel_figures(
-        _channel_rows(sums(session, attempt, cut, cascade)), medians, finished
+        _channel_rows(sums(session, attempt, cut, cascade)), medians, finished, clicks
     )
     return stats.assemble(session, since, until, cascade, sms_cost, groups, channels)
 

@@ -22,9 +22,10 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from config.capabilities import Capabilities
 from dispatcher.health import ProviderHealth
 from providers import REGISTRY
-from providers.base import Channel, Provider, WebhookReceiver
+from providers.base import Channel, Provider, Signal, WebhookReceiver, reports_of
 from providers.sandbox import SandboxConfig, SandboxProvider
 
 
@@ -145,6 +146,29 @@ class Router:
         """Channels something can send on (for cascade validation)."""
         configured = {channel for channel, routes in self._routes.items() if routes}
         return configured | set(self._sandbox)
+
+    def capabilities(self) -> Capabilities:
+        """What each available channel can confirm: what all of its providers report (a
+        failover provider that cannot report a signal would leave the step waiting), with
+        the setting that would add a missing signal, named per provider."""
+        signals: dict[Channel, frozenset[Signal]] = {}
+        hints: dict[tuple[Channel, Signal], str] = {}
+        for channel in self.available_channels():
+            routes = self._routes.get(channel) or []
+            if not routes:
+                signals[channel] = reports_of(self._sandbox[channel], channel).signals
+                continue
+            reports = [
+                (r.provider, reports_of(self._providers[r.provider], channel)) for r in routes
+            ]
+            signals[channel] = frozenset.intersection(*(report.signals for _, report in reports))
+            for name, report in reports:
+                for signal, setting in report.hints.items():
+                    if signal not in report.signals:
+                        hints[(channel, signal)] = (
+                            f"CASCADE_PROVIDERS__{name}__{setting}".upper() + " is set"
+                        )
+        return Capabilities(signals, hints)
 
     def candidates(
         self, channel: Channel, recipient: str, now: datetime, seed: str

@@ -13,15 +13,18 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
+from config.capabilities import Capabilities
 from config.cascades import Cascade, load_cascades
 from config.settings import Settings
-from dispatcher import metrics
+from dispatcher import engagement, metrics
 from dispatcher.batch import Batch
 from dispatcher.db import get_engine
+from dispatcher.experiments import VariantStatuses
 from dispatcher.health import ProviderHealth
 from dispatcher.publisher import Publisher
 from dispatcher.routing import Router
 from dispatcher.throttle import Throttle, parse_limit
+from providers.base import Signal
 from providers.http import make_client
 
 Clock = Callable[[], datetime]
@@ -43,6 +46,8 @@ class Runtime:
     next_latency_check: datetime = EPOCH  #: when the sweep next checks receipt latency
     throttle: Throttle = field(default_factory=Throttle.unlimited)  #: global provider limits
     batches: dict[str, Batch[Any, Any]] = field(default_factory=dict)  #: group commit, by step
+    #: A/B variant statuses (stopped/promoted), cached for a few seconds per process.
+    experiments: VariantStatuses = field(default_factory=VariantStatuses)
 
     def now(self) -> datetime:
         return self.clock()
@@ -77,6 +82,14 @@ def build_router(settings: Settings, redis_client: object | None) -> Router:
     )
 
 
+def capabilities(settings: Settings, router: Router) -> Capabilities:
+    """What a cascade step may wait for: what the providers report, plus ``clicked`` on
+    every channel when link tracking is on (:mod:`dispatcher.links`)."""
+    return router.capabilities().with_signal(
+        Signal.CLICKED, enabled=settings.link_tracking, hint="CASCADE_LINK_TRACKING=true"
+    )
+
+
 def build_throttle(settings: Settings, redis_client: redis.Redis | None) -> Throttle:
     """Rate limits from ``CASCADE_PROVIDERS__<NAME>__RATE_LIMIT`` and ``CASCADE_RATE_LIMITS``."""
     providers = {
@@ -96,11 +109,12 @@ def build_throttle(settings: Settings, redis_client: redis.Redis | None) -> Thro
 def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcnow) -> Runtime:
     """Validate providers and cascades (fail fast) and connect the database."""
     metrics.install()  # this process's committed history is counted
+    engagement.install(settings)
     redis_client = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2
     )
     router = build_router(settings, redis_client)
-    cascades = load_cascades(settings.cascades_dir, router.available_channels())
+    cascades = load_cascades(settings.cascades_dir, capabilities(settings, router))
     engine = get_engine(settings.effective_database_url, settings.db_pool_size)
     throttle = build_throttle(settings, redis_client)
     return Runtime(settings, cascades, engine, router, publisher, clock, throttle=throttle)

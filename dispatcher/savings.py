@@ -149,6 +149,7 @@ def _satisfied(attempt: Any) -> Any:
             or_(attempt.delivered_at.is_not(None), attempt.read_at.is_not(None)),
         ),
         and_(attempt.wait_for == "read", attempt.read_at.is_not(None)),
+        and_(attempt.wait_for == "clicked", attempt.clicked_at.is_not(None)),
     )
 
 

@@ -281,6 +281,7 @@ class AttemptOut(BaseModel):
     sent_at: datetime | None
     delivered_at: datetime | None
     read_at: datetime | None
+    clicked_at: datetime | None = None  #: first counted click on one of its tracked links
     escalate_at: datetime | None
     finished_at: datetime | None
 
@@ -331,6 +332,8 @@ class NotificationOut(NotificationAccepted):
     cost: float
     attempts: list[AttemptOut]
     events: list[EventOut]
+    experiment: str | None = None  #: the cascade's A/B experiment, if it runs one
+    variant: str | None = None  #: the variant this customer was assigned
 
 
 class ReceiptIn(Strict):
@@ -379,7 +382,9 @@ class CascadeOut(BaseModel):
     ttl: float  #: seconds
     quiet_hours: str
     paid_last: bool
+    order: str  #: static (the file's order) | adaptive (each customer's history orders it)
     steps: list[CascadeStepOut]
+    experiment: str | None = None  #: its A/B experiment (see ``/v1/experiments/{name}``)
 
 
 CustomerIdIn = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]

@@ -12,11 +12,20 @@ class NotificationState(enum.StrEnum):
     SENT = "sent"  #: finished: a step waiting only for "sent" was accepted (e.g. Telegram)
     DELIVERED = "delivered"  #: finished: a step's delivered condition was met
     READ = "read"  #: finished: a step's read condition was met
+    CLICKED = "clicked"  #: finished: a step waiting for a tracked-link click got one
     EXHAUSTED = "exhausted"  #: finished: every step tried, none confirmed in time
     EXPIRED = "expired"  #: finished: the TTL passed first
     CANCELLED = "cancelled"  #: finished: the client cancelled it
     SUPPRESSED = "suppressed"  #: never sent: opted out, frequency cap, no contact
 
+
+#: Final states reached through a channel: a step got what it waits for (most certain first).
+CONFIRMED_STATES: tuple[NotificationState, ...] = (
+    NotificationState.CLICKED,
+    NotificationState.READ,
+    NotificationState.DELIVERED,
+    NotificationState.SENT,
+)
 
 #: States in which the cascade still moves.
 OPEN_STATES: frozenset[NotificationState] = frozenset(

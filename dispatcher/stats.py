@@ -24,15 +24,12 @@ from sqlalchemy import case, extract, func, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
+from dispatcher.click_stats import clicked_per_channel
 from dispatcher.models import Attempt, Event, Notification
-from dispatcher.states import NotificationState
+from dispatcher.states import CONFIRMED_STATES, NotificationState
 
 #: Final states reached through a channel: the notification finished on that channel.
-DONE = (
-    NotificationState.READ.value,
-    NotificationState.DELIVERED.value,
-    NotificationState.SENT.value,
-)
+DONE = tuple(state.value for state in CONFIRMED_STATES)
 #: PostgreSQL memory for this read-only transaction: the medians sort the period's read
 #: times per channel (about 12 MB per million reads); less spills to disk.
 WORK_MEM = "64MB"
@@ -111,12 +108,16 @@ ChannelRow = tuple[str, int, int, int, float, int]
 
 
 def channel_figures(
-    rows: list[ChannelRow], medians: dict[str, float], finished: dict[str, int]
+    rows: list[ChannelRow],
+    medians: dict[str, float],
+    finished: dict[str, int],
+    clicks: dict[str, int],
 ) -> list[dict[str, Any]]:
     """The ``channels`` list of ``/v1/stats`` from the per channel sums."""
     total_finished = sum(finished.values())
     result = []
     for channel, sent, delivered, read, cost, failed in sorted(rows):
+        clicked = clicks.get(channel, 0)
         result.append(
             {
                 "channel": channel,
@@ -126,6 +127,8 @@ def channel_figures(
                 "failed": int(failed),
                 "delivery_rate": _rate(delivered, sent),
                 "read_rate": _rate(read, sent),
+                "clicked": clicked,  #: attempts with a counted click on a tracked link
+                "click_rate": _rate(clicked, sent),
                 "median_seconds_to_read": medians.get(channel),
                 "cost": round(float(cost or 0.0), 6),
                 "finished_here": finished.get(channel, 0),
@@ -163,6 +166,7 @@ def channel_stats(
         [(c, s, d, r, float(cost or 0.0), int(f)) for c, s, d, r, cost, f in rows],
         medians,
         finished,
+        clicked_per_channel(session, since, until, cascade),
     )
 
 

@@ -87,6 +87,10 @@ def build(
         "finished_at": notification.finished_at,
         "finished_channel": notification.finished_channel,
         "cost": round(notification.cost, 6),
+        "experiment": notification.experiment,
+        "variant": notification.variant,
+        #: An adaptive cascade's reason for its order ("viber first: 9/10 read within 15 min").
+        "order": next((e.detail.get("reason") for e in events if e.type == "ordered"), None),
         "lanes": [NOTIFICATION_LANE, *lanes.values()],
         "spans": spans,
         "marks": marks,

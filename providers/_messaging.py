@@ -1,20 +1,29 @@
 """Small helpers shared by the messenger providers (Telegram, WhatsApp, Viber, VK).
 
-Everything here is about the two boundaries those providers share: the request
-timeout of one send, and reading a callback safely (JSON bodies, secrets compared
-in constant time, provider timestamps).
+Everything here is about the boundaries those providers share: the request
+timeout of one send, reading a callback safely (JSON bodies, secrets compared
+in constant time, provider timestamps), and the MAC'd payload of a "Got it"
+button (:class:`AckSigner`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
+
+#: A confirmation button's payload: ``ack:<reference>:<mac>``.
+ACK_PREFIX = "ack:"
+#: base64url characters of the HMAC-SHA256 kept in a button payload (96 bits): short
+#: enough for Telegram's 64-byte ``callback_data`` with a UUID reference.
+ACK_MAC_CHARS = 16
 
 #: Connecting is quick or the host is down (then nothing was sent): never wait long.
 CONNECT_TIMEOUT = 3.0
@@ -71,3 +80,43 @@ def as_id(value: object) -> str | None:
     if isinstance(value, str) and value:
         return value
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class AckSigner:
+    """MACs an attempt reference into a button payload, and verifies one coming back.
+
+    A messenger client can send any payload, not only what a button carried, so a
+    press confirms an attempt only if the payload's MAC is right for its reference:
+    a forged payload, or one attempt's MAC on another reference, confirms nothing.
+    ``purpose`` (``"<provider>-ack"``) keeps one provider's MACs from verifying on another.
+    """
+
+    key: bytes
+    purpose: str
+
+    @classmethod
+    def first(cls, purpose: str, *secrets: SecretStr | None) -> AckSigner | None:
+        """A signer with the first configured secret, None when there is none."""
+        for secret in secrets:
+            if secret is not None and secret.get_secret_value():
+                return cls(secret.get_secret_value().encode(), purpose)
+        return None
+
+    def payload(self, reference: str) -> str:
+        """``ack:<reference>:<mac>``."""
+        return f"{ACK_PREFIX}{reference}:{self._mac(reference)}"
+
+    def reference(self, payload: object) -> str | None:
+        """The reference in ``payload`` if its MAC is right, else None."""
+        if not isinstance(payload, str) or not payload.startswith(ACK_PREFIX):
+            return None
+        reference, _, mac = payload[len(ACK_PREFIX) :].rpartition(":")
+        if not reference or not hmac.compare_digest(mac.encode(), self._mac(reference).encode()):
+            return None
+        return reference
+
+    def _mac(self, reference: str) -> str:
+        message = f"{self.purpose}:{reference}".encode()
+        digest = hmac.new(self.key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode()[:ACK_MAC_CHARS]

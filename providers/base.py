@@ -36,24 +36,51 @@ class Signal(enum.StrEnum):
     SENT = "sent"  #: the provider accepted it
     DELIVERED = "delivered"  #: it reached the device / mailbox / handset
     READ = "read"  #: the customer opened or read it
+    #: the customer followed a tracked link (implies read); never a channel default:
+    #: the dispatcher adds it when link tracking is on
+    CLICKED = "clicked"
 
     @property
     def rank(self) -> int:
         return _SIGNAL_RANK[self]
 
 
-_SIGNAL_RANK = {Signal.SENT: 0, Signal.DELIVERED: 1, Signal.READ: 2}
+_SIGNAL_RANK = {Signal.SENT: 0, Signal.DELIVERED: 1, Signal.READ: 2, Signal.CLICKED: 3}
 
 #: What each channel can confirm (DESIGN §6). ``sent`` is always available.
 CHANNEL_SIGNALS: Mapping[Channel, frozenset[Signal]] = {
     Channel.PUSH: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
-    Channel.TELEGRAM: frozenset({Signal.SENT}),
+    Channel.TELEGRAM: frozenset({Signal.SENT, Signal.READ}),  # read: its "Got it" button
     Channel.WHATSAPP: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
     Channel.VIBER: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
     Channel.VK: frozenset({Signal.SENT, Signal.READ}),
     Channel.EMAIL: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
     Channel.SMS: frozenset({Signal.SENT, Signal.DELIVERED}),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Reports:
+    """What one configured provider can confirm, and how to make it confirm more.
+
+    ``hints`` maps a signal the provider could report with other settings to the
+    setting that turns it on (``"ack_button"``): the cascade check names it when a
+    step waits for that signal.
+    """
+
+    signals: frozenset[Signal]
+    hints: Mapping[Signal, str] = field(default_factory=dict)
+
+
+def reports_of(provider: object, channel: Channel) -> Reports:
+    """The provider's own ``reports()`` if it has one, else everything its channel can."""
+    own = getattr(provider, "reports", None)
+    if callable(own):
+        result = own()
+        if isinstance(result, Reports):
+            return result
+    return Reports(CHANNEL_SIGNALS[channel])
+
 
 #: Channels that charge for every message: an unknown outcome is never resent there.
 PAID_CHANNELS: frozenset[Channel] = frozenset({Channel.SMS})

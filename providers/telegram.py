@@ -7,9 +7,12 @@ receipt for that attempt. The webhook is authenticated by the ``secret_token``
 given to ``setWebhook``, echoed in ``X-Telegram-Bot-Api-Secret-Token``.
 
 A client can send any ``callback_data``, not only what is on a button, so the
-payload carries a MAC of the reference (truncated HMAC-SHA256 with ``ack_key``,
-96 bits, so ``ack:<uuid>:<mac>`` is 57 of Telegram's 64 bytes). A press whose
-MAC is missing or wrong is answered (the client stops spinning) and confirms nothing.
+payload carries a MAC of the reference (:class:`~providers._messaging.AckSigner`:
+truncated HMAC-SHA256 with ``ack_key``, 96 bits, so ``ack:<uuid>:<mac>`` is 57 of
+Telegram's 64 bytes). A press whose MAC is missing or wrong is answered (the client
+stops spinning) and confirms nothing. Without the button (``ack_button`` unset, or no
+key to sign it) Telegram reports ``sent`` only: :meth:`TelegramProvider.reports` says
+so, and the cascade check names ``ack_button`` when a step waits for ``read``.
 
 The bot token is part of the URL path, so URLs never go into exceptions, and a
 log filter masks it in httpx's own request log line.
@@ -17,9 +20,6 @@ log filter masks it in httpx's own request log line.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import re
@@ -28,14 +28,16 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import SecretStr
 
-from providers._messaging import as_id, json_object, request_timeout, secret_matches
+from providers._messaging import AckSigner, as_id, json_object, request_timeout, secret_matches
 from providers.base import (
     Channel,
     Message,
     ProviderConfig,
     ReceiptEvent,
     ReceiptKind,
+    Reports,
     SendResult,
+    Signal,
     WebhookReply,
     WebhookRequest,
 )
@@ -50,9 +52,6 @@ from providers.errors import (
 from providers.http import map_http_errors, quick_retry, raise_for_status_class
 
 WEBHOOK_HEADER = "x-telegram-bot-api-secret-token"
-ACK_PREFIX = "ack:"
-#: base64url characters of the HMAC-SHA256 kept in ``callback_data`` (96 bits).
-MAC_CHARS = 16
 #: Telegram refuses ``callback_data`` longer than this many bytes.
 MAX_CALLBACK_DATA = 64
 #: 400 descriptions that mean the chat id is wrong or unknown to the bot.
@@ -107,6 +106,12 @@ class TelegramProvider:
         self._timeout = request_timeout(config.timeout)
         _install_log_redaction()
 
+    def reports(self) -> Reports:
+        """``read`` when messages carry the button (it is on and a key signs it)."""
+        if self.config.ack_button and self._signer() is not None:
+            return Reports(frozenset({Signal.SENT, Signal.READ}))
+        return Reports(frozenset({Signal.SENT}), {Signal.READ: "ack_button"})
+
     def send(self, message: Message) -> SendResult:
         """Send one text message (with the "Got it" button) or raise."""
         return self._post(self._payload(message))
@@ -116,8 +121,8 @@ class TelegramProvider:
         if re.fullmatch(r"-?\d{1,20}", message.recipient):
             chat = int(message.recipient)
         payload: dict[str, Any] = {"chat_id": chat, "text": message.text}
-        key = self._ack_key()
-        data = ack_data(key, message.reference) if key else ""
+        signer = self._signer()
+        data = signer.payload(message.reference) if signer else ""
         if self.config.ack_button and data and len(data.encode()) <= MAX_CALLBACK_DATA:
             button = {"text": self.config.ack_button, "callback_data": data}
             payload["reply_markup"] = {"inline_keyboard": [[button]]}
@@ -189,9 +194,8 @@ class TelegramProvider:
         query_id = str(as_id(query.get("id")))
         # Answering in the webhook reply stops the button's spinner without a second call.
         answer = {"method": "answerCallbackQuery", "callback_query_id": query_id}
-        data = query.get("data")
-        key = self._ack_key()
-        reference = verified_reference(key, data) if key and isinstance(data, str) else None
+        signer = self._signer()
+        reference = signer.reference(query.get("data")) if signer else None
         if reference is None:  # not our button, or a payload no button of ours carried
             return WebhookReply(body=json.dumps(answer), media_type="application/json")
         answer["text"] = self.config.ack_reply
@@ -206,29 +210,8 @@ class TelegramProvider:
         )
         return WebhookReply(body=json.dumps(answer), media_type="application/json", events=(event,))
 
-    def _ack_key(self) -> bytes | None:
-        secret = self.config.ack_key or self.config.webhook_secret
-        return secret.get_secret_value().encode() if secret else None
-
-
-def ack_data(key: bytes, reference: str) -> str:
-    """The button's ``callback_data``: ``ack:<reference>:<mac>``."""
-    return f"{ACK_PREFIX}{reference}:{_mac(key, reference)}"
-
-
-def verified_reference(key: bytes, data: str) -> str | None:
-    """The reference in ``data`` if its MAC is right, else None."""
-    if not data.startswith(ACK_PREFIX):
-        return None
-    reference, _, mac = data[len(ACK_PREFIX) :].rpartition(":")
-    if not reference or not hmac.compare_digest(mac.encode(), _mac(key, reference).encode()):
-        return None
-    return reference
-
-
-def _mac(key: bytes, reference: str) -> str:
-    digest = hmac.new(key, f"telegram-ack:{reference}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode()[:MAC_CHARS]
+    def _signer(self) -> AckSigner | None:
+        return AckSigner.first("telegram-ack", self.config.ack_key, self.config.webhook_secret)
 
 
 def _message_id(message: object) -> str | None:

@@ -5,6 +5,13 @@ happened (PROVIDERS.md §6). The message id is ``message_token``, a 64-bit integ
 it is kept exact and handed on as a string. Callbacks are signed with
 ``X-Viber-Content-Signature: hex(HMAC-SHA256(bot auth token, raw body))``, the
 ``webhook`` probe sent by ``set_webhook`` included.
+
+With ``ack_button`` set, each message carries a keyboard with one ``reply`` button
+whose ``ActionBody`` is ``ack:<reference>:<mac>`` (:class:`~providers._messaging.AckSigner`);
+pressing it makes Viber POST a ``message`` callback from the user whose text is that
+body, which becomes a READ receipt for the attempt. It is off by default: Viber
+already reports ``seen``, and a keyboard changes every message the customer gets.
+Only an inbound text carrying a valid MAC is read as a press; no other text is kept.
 """
 
 from __future__ import annotations
@@ -15,7 +22,14 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr
 
-from providers._messaging import as_id, from_unix, hmac_sha256_hex, json_object, request_timeout
+from providers._messaging import (
+    AckSigner,
+    as_id,
+    from_unix,
+    hmac_sha256_hex,
+    json_object,
+    request_timeout,
+)
 from providers.base import (
     Channel,
     Message,
@@ -76,6 +90,10 @@ class ViberConfig(ProviderConfig):
     sender_name: str = Field(default="Notifications", min_length=1, max_length=28)
     sender_avatar: str | None = None
     min_api_version: int = 1
+    #: The confirmation button's label; None (the default) sends no keyboard.
+    ack_button: str | None = Field(default=None, min_length=1, max_length=250)
+    #: Signs the button's payload; the router derives one from the receipt secret.
+    ack_key: SecretStr | None = None
 
 
 class ViberProvider:
@@ -98,7 +116,7 @@ class ViberProvider:
         sender: dict[str, str] = {"name": self.config.sender_name}
         if self.config.sender_avatar:
             sender["avatar"] = self.config.sender_avatar
-        return {
+        body: dict[str, Any] = {
             "receiver": message.recipient,
             "min_api_version": self.config.min_api_version,
             "sender": sender,
@@ -106,6 +124,21 @@ class ViberProvider:
             "type": "text",
             "text": message.text,
         }
+        signer = self._signer()
+        if self.config.ack_button and signer is not None:
+            button = {
+                "Columns": 6,
+                "Rows": 1,
+                "ActionType": "reply",
+                "ActionBody": signer.payload(message.reference),
+                "Text": self.config.ack_button,
+                "Silent": True,  # the press is not echoed as a message in the chat
+            }
+            body["keyboard"] = {"Type": "keyboard", "DefaultHeight": False, "Buttons": [button]}
+        return body
+
+    def _signer(self) -> AckSigner | None:
+        return AckSigner.first("viber-ack", self.config.ack_key, self.config.auth_token)
 
     @quick_retry()
     def _post(self, body: dict[str, Any]) -> SendResult:
@@ -138,6 +171,8 @@ class ViberProvider:
         if callback is None:
             return WebhookReply(status_code=400, body="not a JSON object")
         event = str(callback.get("event"))
+        if event == "message":
+            return WebhookReply(events=self._press(callback))
         kind = _KINDS.get(event)
         token = as_id(callback.get("message_token"))
         if kind is None or token is None:
@@ -152,3 +187,23 @@ class ViberProvider:
             occurred_at=from_unix(timestamp, millis=True),
         )
         return WebhookReply(events=(receipt,))
+
+    def _press(self, callback: dict[str, Any]) -> tuple[ReceiptEvent, ...]:
+        """A ``message`` from the user: a READ receipt if it is our button's payload."""
+        message = callback.get("message")
+        text = message.get("text") if isinstance(message, dict) else None
+        signer = self._signer()
+        reference = signer.reference(text) if signer else None
+        token = as_id(callback.get("message_token"))
+        if reference is None or token is None:
+            return ()  # the customer's own words, or a payload no button of ours carried
+        sender = callback.get("sender")
+        press = ReceiptEvent(
+            provider=self.name,
+            event_id=f"{token}:press",  # the press's own message token
+            kind=ReceiptKind.READ,
+            reference=reference,
+            recipient=as_id(sender.get("id")) if isinstance(sender, dict) else None,
+            occurred_at=from_unix(callback.get("timestamp"), millis=True),
+        )
+        return (press,)

@@ -6,17 +6,24 @@ attempt's idempotency key, so resending after an unknown outcome cannot produce
 a second message. Callback API events carry our ``secret`` in the body (plain
 equality, compared in constant time); the ``confirmation`` event is answered with
 the configured confirmation code, every other valid event with ``ok``.
+
+With ``ack_button`` set, each message carries an inline keyboard with one text
+button whose ``payload`` is ``{"ack": "ack:<reference>:<mac>"}``
+(:class:`~providers._messaging.AckSigner`); pressing it sends the label as the user's
+message, and VK's ``message_new`` callback echoes the payload: a READ receipt for the
+attempt. Off by default: VK already reports ``message_read``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
-from providers._messaging import as_id, json_object, request_timeout, secret_matches
+from providers._messaging import AckSigner, as_id, json_object, request_timeout, secret_matches
 from providers.base import (
     Channel,
     Message,
@@ -60,6 +67,8 @@ ERRORS: dict[int, type[ProviderError]] = {
     936: InvalidAddressError,  # contact not found
 }
 RETRY_AFTER = {6: 1.0, 9: 3600.0}
+#: VK refuses a button ``payload`` longer than this many characters.
+MAX_PAYLOAD = 255
 
 
 def random_id(idempotency_key: str) -> int:
@@ -77,6 +86,10 @@ class VkConfig(ProviderConfig):
     confirmation_code: str | None = None  #: the string VK expects back on ``confirmation``
     secret: SecretStr | None = None  #: the Callback API "secret key"
     group_id: int | None = None  #: if set, callbacks for other communities are refused
+    #: The confirmation button's label; None (the default) sends no keyboard.
+    ack_button: str | None = Field(default=None, min_length=1, max_length=40)
+    #: Signs the button's payload; the router derives one from the receipt secret.
+    ack_key: SecretStr | None = None
 
 
 class VkProvider:
@@ -100,7 +113,25 @@ class VkProvider:
             "message": message.text,
             "random_id": str(random_id(message.idempotency_key)),
         }
+        keyboard = self._keyboard(message.reference)
+        if keyboard:
+            form["keyboard"] = keyboard
         return self._post(form)
+
+    def _keyboard(self, reference: str) -> str | None:
+        """The inline keyboard with the confirmation button, as the JSON string VK takes."""
+        signer = self._signer()
+        if not self.config.ack_button or signer is None:
+            return None
+        payload = json.dumps({"ack": signer.payload(reference)}, separators=(",", ":"))
+        if len(payload) > MAX_PAYLOAD:
+            return None
+        action = {"type": "text", "label": self.config.ack_button, "payload": payload}
+        keyboard = {"inline": True, "buttons": [[{"action": action, "color": "positive"}]]}
+        return json.dumps(keyboard, ensure_ascii=False, separators=(",", ":"))
+
+    def _signer(self) -> AckSigner | None:
+        return AckSigner.first("vk-ack", self.config.ack_key, self.config.secret)
 
     @quick_retry()
     def _post(self, form: dict[str, str]) -> SendResult:
@@ -137,6 +168,8 @@ class VkProvider:
             raise WebhookSignatureError("vk: wrong secret", status_code=403)
         if event.get("type") == "confirmation":
             return self._confirm()
+        if event.get("type") == "message_new":
+            return WebhookReply(body="ok", events=self._press(event, request))
         if event.get("type") != "message_read":
             return WebhookReply(body="ok")
         read = event.get("object")
@@ -155,6 +188,28 @@ class VkProvider:
             read_up_to=True,
         )
         return WebhookReply(body="ok", events=(receipt,))
+
+    def _press(self, event: dict[str, Any], request: WebhookRequest) -> tuple[ReceiptEvent, ...]:
+        """A ``message_new`` echoing our button's payload: a READ receipt for its attempt."""
+        body = event.get("object")
+        message = body.get("message") if isinstance(body, dict) else None
+        raw = message.get("payload") if isinstance(message, dict) else None
+        payload = json_object(raw.encode()) if isinstance(raw, str) else None
+        signer = self._signer()
+        reference = signer.reference(payload.get("ack")) if signer and payload else None
+        if reference is None or not isinstance(message, dict):
+            return ()  # the customer's own message, or a payload no button of ours carried
+        sender = as_id(message.get("from_id"))
+        press_id = as_id(message.get("id")) or as_id(message.get("conversation_message_id"))
+        press = ReceiptEvent(
+            provider=self.name,
+            event_id=as_id(event.get("event_id")) or f"{sender}:press:{press_id}",
+            kind=ReceiptKind.READ,
+            reference=reference,
+            recipient=sender,
+            occurred_at=request.received_at,
+        )
+        return (press,)
 
     def _confirm(self) -> WebhookReply:
         code = self.config.confirmation_code

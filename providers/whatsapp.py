@@ -3,9 +3,9 @@
 A 200 from ``/messages`` only means Meta accepted the request; delivery, read
 and most recipient failures arrive later as ``statuses`` webhooks signed with
 ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``. Errors
-are classified on Graph's ``error.code``, as Meta recommends, and only then on
-the HTTP status. Our attempt reference travels as ``biz_opaque_callback_data``,
-which Meta echoes in the status webhooks.
+are classified on Graph's ``error.code`` (:mod:`providers.whatsapp_errors`), as Meta
+recommends, and only then on the HTTP status. Our attempt reference travels as
+``biz_opaque_callback_data``, which Meta echoes in the status webhooks.
 
 Free-form text is delivered only within 24 hours of the customer's last message to
 us (the service window); outside it Meta refuses it with 131047 ("re-engagement
@@ -15,6 +15,14 @@ goes, and a 131047 for it sends the approved template instead (the text was not
 sent); with the window closed the template goes; with neither a template nor an
 open window nothing is sent (:class:`TemplateRequiredError`). Inbound messages are
 reported with their sender and time only, never their content.
+
+With ``ack_button`` set, text inside the window goes as an interactive ``button``
+message with one reply button whose ``id`` is ``ack:<reference>:<mac>``
+(:class:`~providers._messaging.AckSigner`); the press comes back as an inbound
+``interactive.button_reply`` and becomes a READ receipt for the attempt. Meta allows
+interactive messages only inside the window (and bodies up to 1024 characters), so a
+template, or a longer text, goes without the button. Off by default: WhatsApp
+already reports ``read``.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from providers._messaging import (
+    AckSigner,
     as_id,
     from_unix,
     hmac_sha256_hex,
@@ -47,37 +56,17 @@ from providers.base import (
 )
 from providers.errors import (
     TEMPLATE_REQUIRED,
-    InvalidAddressError,
-    NotSentError,
-    ProviderConfigError,
-    ProviderError,
-    RejectedError,
     TemplateRequiredError,
     UnknownOutcomeError,
     WebhookSignatureError,
 )
-from providers.http import (
-    UNAVAILABLE,
-    map_http_errors,
-    quick_retry,
-    raise_for_status_class,
-    retry_after_seconds,
-)
+from providers.http import map_http_errors, quick_retry, raise_for_status_class
+from providers.whatsapp_errors import INVALID_ADDRESS_CODES, TEMPLATE_REQUIRED_CODE, graph_error
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 
-#: Graph error codes by what the dispatcher does next (PROVIDERS.md §5).
-NOT_SENT_CODES = frozenset({2, 4, 80007, 130429, 131056, 133004})
-UNKNOWN_CODES = frozenset({1, 131000})
-INVALID_ADDRESS_CODES = frozenset({131026})
-REJECTED_CODES = frozenset({131021, 131049, 131050})
-#: Re-engagement: free-form text outside the 24-hour window.
-TEMPLATE_REQUIRED_CODE = 131047
-CONFIG_CODES = frozenset(
-    {0, 10, 100, 190, 368, 131008, 131009, 131030, 131031, 131042, 131048, 131051, 133010}
-    | {132000, 132001, 132005, 132007, 132012, 132015, 132016}
-    | set(range(200, 300))
-)
+#: Meta's limit on the body of an interactive message (a plain text may be 4096).
+MAX_INTERACTIVE_BODY = 1024
 _KINDS = {
     "sent": ReceiptKind.SENT,
     "delivered": ReceiptKind.DELIVERED,
@@ -95,6 +84,10 @@ class WhatsAppConfig(ProviderConfig):
     access_token: SecretStr
     app_secret: SecretStr | None = None  #: signs the webhooks
     verify_token: SecretStr | None = None  #: our ``hub.verify_token`` for the GET handshake
+    #: The reply button's title; None (the default) sends plain text.
+    ack_button: str | None = Field(default=None, min_length=1, max_length=20)
+    #: Signs the button's id; the router derives one from the receipt secret.
+    ack_key: SecretStr | None = None
 
 
 class WhatsAppProvider:
@@ -113,7 +106,7 @@ class WhatsAppProvider:
         """Text inside the service window, else the approved template (see the module doc)."""
         if message.window_open and message.text:
             try:
-                return self._post(payload(message, as_template=False))
+                return self._post(payload(message, as_template=False, button=self._button(message)))
             except TemplateRequiredError:
                 if message.template is None:
                     raise
@@ -124,6 +117,16 @@ class WhatsAppProvider:
                 "and the step has no approved template"
             )
         return self._post(payload(message, as_template=True))
+
+    def _button(self, message: Message) -> tuple[str, str] | None:
+        """(id, title) of the reply button for ``message``, when it is on."""
+        signer = self._signer()
+        if not self.config.ack_button or signer is None:
+            return None
+        return signer.payload(message.reference), self.config.ack_button
+
+    def _signer(self) -> AckSigner | None:
+        return AckSigner.first("whatsapp-ack", self.config.ack_key, self.config.app_secret)
 
     @quick_retry()
     def _post(self, body: dict[str, Any]) -> SendResult:
@@ -137,7 +140,7 @@ class WhatsAppProvider:
         answer = json_object(response.content)
         error = answer.get("error") if answer else None
         if isinstance(error, dict):
-            raise _graph_error(error, response, template="template" in body)
+            raise graph_error(error, response, template="template" in body)
         raise_for_status_class(self.name, response)
         messages = answer.get("messages") if answer else None
         first = messages[0] if isinstance(messages, list) and messages else None
@@ -154,9 +157,31 @@ class WhatsAppProvider:
         update = json_object(request.body)
         if update is None:
             return WebhookReply(status_code=400, body="not a JSON object")
-        return WebhookReply(
-            events=tuple(self._events(update)), inbound=tuple(self._inbound(update))
-        )
+        events = (*self._events(update), *self._presses(update))
+        return WebhookReply(events=events, inbound=tuple(self._inbound(update)))
+
+    def _presses(self, update: dict[str, Any]) -> Iterator[ReceiptEvent]:
+        """Inbound ``button_reply`` messages carrying our button's id: READ receipts."""
+        signer = self._signer()
+        if signer is None:
+            return
+        for message in _values(update, "messages"):
+            interactive = message.get("interactive")
+            reply = interactive.get("button_reply") if isinstance(interactive, dict) else None
+            reference = signer.reference(reply.get("id")) if isinstance(reply, dict) else None
+            press_id = as_id(message.get("id"))
+            if reference is None or press_id is None:
+                continue  # the customer's own message, or an id no button of ours carried
+            context = message.get("context")
+            yield ReceiptEvent(
+                provider=self.name,
+                event_id=f"{press_id}:press",
+                kind=ReceiptKind.READ,
+                provider_message_id=as_id(context.get("id")) if isinstance(context, dict) else None,
+                reference=reference,
+                recipient=as_id(message.get("from")),
+                occurred_at=from_unix(message.get("timestamp")),
+            )
 
     def _inbound(self, update: dict[str, Any]) -> Iterator[InboundMessage]:
         """Customers' messages to us: sender and time only (the text is never read)."""
@@ -209,60 +234,40 @@ class WhatsAppProvider:
             )
 
 
-def payload(message: Message, *, as_template: bool) -> dict[str, Any]:
-    """The ``/messages`` JSON body: ``message.text``, or its approved template."""
+def payload(
+    message: Message, *, as_template: bool, button: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``/messages`` JSON body: ``message.text``, or its approved template.
+
+    ``button`` (id, title): send the text as an interactive message with that reply
+    button, if the body is short enough for one.
+    """
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": message.recipient.removeprefix("+"),
     }
     template = message.template
-    if not as_template or template is None:
-        body["type"] = "text"
-        body["text"] = {"preview_url": False, "body": message.text}
-    else:
+    if as_template and template is not None:
         spec: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
         if template.params:
             parameters = [{"type": "text", "text": value} for value in template.params]
             spec["components"] = [{"type": "body", "parameters": parameters}]
         body["type"] = "template"
         body["template"] = spec
+    elif button and len(message.text) <= MAX_INTERACTIVE_BODY:
+        reply = {"type": "reply", "reply": {"id": button[0], "title": button[1]}}
+        body["type"] = "interactive"
+        body["interactive"] = {
+            "type": "button",
+            "body": {"text": message.text},
+            "action": {"buttons": [reply]},
+        }
+    else:
+        body["type"] = "text"
+        body["text"] = {"preview_url": False, "body": message.text}
     body["biz_opaque_callback_data"] = message.reference
     return body
-
-
-def _graph_error(
-    error: dict[str, Any], response: httpx.Response, *, template: bool
-) -> ProviderError:
-    """The provider error for a Graph ``error`` object (classified on ``error.code``)."""
-    raw = error.get("code")
-    code = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
-    label = str(code if code is not None else response.status_code)
-    title = f"whatsapp: Graph error {label}"
-    # 503 is "not sent" whatever the code says: the one rule of providers/http.py.
-    if code in NOT_SENT_CODES or response.status_code in (429, UNAVAILABLE):
-        return NotSentError(
-            f"{title} (throttled or unavailable)",
-            code=label,
-            retry_after=retry_after_seconds(response),
-        )
-    if code in UNKNOWN_CODES:
-        return UnknownOutcomeError(f"{title} (may have been processed)", code=label)
-    if code in INVALID_ADDRESS_CODES:
-        return InvalidAddressError(f"{title} (recipient cannot be reached)", code=label)
-    if code == TEMPLATE_REQUIRED_CODE and template:
-        return ProviderConfigError(f"{title} (template refused as re-engagement)", code=label)
-    if code == TEMPLATE_REQUIRED_CODE:
-        return TemplateRequiredError(f"{title} (not sent: outside the 24-hour window)")
-    if code in REJECTED_CODES:
-        return RejectedError(f"{title} (message refused)", code=label)
-    if code in CONFIG_CODES:
-        return ProviderConfigError(f"{title} (credentials, account or template)", code=label)
-    try:
-        raise_for_status_class("whatsapp", response, code=label)
-    except ProviderError as exc:
-        return exc
-    return UnknownOutcomeError(f"{title} (HTTP {response.status_code})", code=label)
 
 
 def _values(update: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,8 @@ from dispatcher.api import (
     access_log,
     broadcasts,
     customers,
+    experiments,
+    links,
     notifications,
     openapi,
     pages,
@@ -42,7 +44,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.keyring = KeyRing(runtime.settings.effective_api_keys)
     problems.install(app)
     openapi.install(app)
-    for module in (notifications, customers, receipts, system, stats, broadcasts, pages):
+    for module in (
+        notifications,
+        customers,
+        receipts,
+        system,
+        stats,
+        broadcasts,
+        experiments,
+        pages,
+        links,
+    ):
         app.include_router(module.router)
     app.mount("/stats/static", StaticFiles(directory=pages.STATIC), name="stats-static")
     app.add_middleware(

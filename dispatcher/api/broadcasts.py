@@ -14,6 +14,7 @@ from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem, idempotency_conflict
 from dispatcher.broadcasts import accept, cancel, progress
 from dispatcher.customers import FieldError
+from dispatcher.fanout import first_batches
 from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict
 from dispatcher.models import Broadcast
@@ -65,7 +66,8 @@ def create_broadcast(
             raise idempotency_conflict() from None
         return _accepted(existing)
     if not replayed:
-        runtime.publisher.fan_out(broadcast.id, 0)
+        for batch in first_batches(runtime, broadcast):
+            runtime.publisher.fan_out(broadcast.id, batch)
     return _accepted(broadcast)
 
 

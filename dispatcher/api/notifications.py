@@ -119,6 +119,8 @@ def get_notification(
         cost=round(notification.cost, 6),
         attempts=[AttemptOut.model_validate(a, from_attributes=True) for a in attempts],
         events=[EventOut.model_validate(e, from_attributes=True) for e in events],
+        experiment=notification.experiment,
+        variant=notification.variant,
     )
 
 

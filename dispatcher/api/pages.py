@@ -65,11 +65,21 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:g} s"
 
 
+def _difference(value: dict[str, Any] | None) -> str:
+    """A variant's confirmation rate minus the control's, in points, with its interval."""
+    if value is None:
+        return "—"
+    points = [value[k] * 100 for k in ("confirmation_rate", "low", "high")]
+    return "{:+.1f} pp [{:+.1f}, {:+.1f}]".format(*points)
+
+
 templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True),
 )
-templates.filters.update(when=_when, money=_money, percent=_percent, seconds=_seconds)
+templates.filters.update(
+    when=_when, money=_money, percent=_percent, seconds=_seconds, difference=_difference
+)
 
 
 def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:

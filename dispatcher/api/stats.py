@@ -11,6 +11,8 @@ from sqlmodel import Session
 from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem
+from dispatcher.click_stats import link_stats
+from dispatcher.experiment_stats import experiment_stats
 from dispatcher.period import PeriodError, period
 from dispatcher.rollup import series, summary
 from dispatcher.runtime import Runtime
@@ -79,6 +81,10 @@ def stats_document(
             "redundant": wasted,
             "redundant_sends": sum(row["sends"] for row in wasted),
             "redundant_cost": round(sum(row["cost"] for row in wasted), 6),
+            "links": link_stats(session, start, end, cascade),
+            "experiments": experiment_stats(
+                session, runtime.cascades, since=start, until=end, cascade=cascade
+            ),
         }
     )
     return document
@@ -100,6 +106,8 @@ def stats(
     ``series`` gives cost, SMS-only cost and money saved per ``bucket`` (``hour`` or
     ``day``, UTC; by default hours for periods up to two days). ``redundant`` counts,
     per channel, sends made after an earlier step had (eventually) been confirmed.
+    ``experiments`` compares the variants of each A/B cascade with the control's
+    confirmation rate (95 % Newcombe interval on the difference).
     """
     return stats_document(
         runtime, session, since=since, until=until, cascade=cascade, bucket=bucket

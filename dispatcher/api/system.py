@@ -113,7 +113,9 @@ def _cascade_out(runtime: RuntimeDep, name: str) -> CascadeOut:
         ttl=cascade.ttl.total_seconds(),
         quiet_hours=cascade.quiet_hours,
         paid_last=cascade.paid_last,
+        order=cascade.order,
         steps=steps,
+        experiment=cascade.experiment_name,
     )
 
 

@@ -54,9 +54,9 @@ def problems_of(
         ),
         (GOOD.replace("delivered", "read"), "steps.1.wait_for", "sms cannot report 'read'", 8),
         (
-            GOOD.replace("channel: sms", "channel: telegram").replace("delivered", "read"),
+            GOOD.replace("channel: sms", "channel: telegram"),
             "steps.1.wait_for",
-            "telegram cannot report 'read'",
+            "telegram cannot report 'delivered'",
             8,
         ),
         (GOOD.replace("timeout: 2m", "timeout: 0s"), "steps.0", "timeout must be positive", 4),
@@ -108,8 +108,8 @@ def test_each_mistake_is_reported(tmp_path: Path, text: str, field: str, message
     assert message in got_message
 
 
-def test_group_member_duplicating_a_step_and_read_on_telegram_member(tmp_path: Path):
-    """A group member repeating a step, or waiting for 'read' on Telegram, is an error."""
+def test_group_member_duplicating_a_step_and_delivered_on_telegram_member(tmp_path: Path):
+    """A group member repeating a step, or waiting for 'delivered' on Telegram, is an error."""
     text = """\
 name: g
 ttl: 1h
@@ -119,13 +119,13 @@ steps:
     timeout: 1m
   - channel: messenger
     among: [viber, telegram]
-    wait_for: read
+    wait_for: delivered
     timeout: 1m
 """
     fields = {(f, m.split(" (")[0]) for f, m, _ in problems_of(tmp_path, text)}
     assert fields == {
         ("steps.1.channel", "viber appears twice"),
-        ("steps.1.wait_for", "telegram cannot report 'read'"),
+        ("steps.1.wait_for", "telegram cannot report 'delivered'"),
     }
 
 
@@ -250,7 +250,7 @@ steps:
     wait_for: delivered
     timeout: 1m
   - channel: telegram
-    wait_for: read
+    wait_for: delivered
     timeout: 1m
   - channel: email
     wiat_for: read
@@ -266,7 +266,7 @@ steps:
             "known: push, telegram, whatsapp, viber, vk, email, sms, messenger)",
             3,
         ),
-        ("steps.1.wait_for", "telegram cannot report 'read' (it can report: sent)", 7),
+        ("steps.1.wait_for", "telegram cannot report 'delivered' (it can report: read, sent)", 7),
         ("steps.2.wiat_for", "unknown key (did you mean `wait_for`?)", 10),
         (
             "steps.3.among.1",

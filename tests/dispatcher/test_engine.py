@@ -170,20 +170,30 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    ("wait_for", "sent", "delivered", "read", "met"),
+    ("wait_for", "sent", "delivered", "read", "clicked", "met"),
     [
-        (Signal.SENT, None, None, None, False),
-        (Signal.SENT, NOW, None, None, True),
-        (Signal.DELIVERED, NOW, None, None, False),
-        (Signal.DELIVERED, NOW, NOW, None, True),
-        (Signal.DELIVERED, NOW, None, NOW, True),
-        (Signal.READ, NOW, NOW, None, False),
-        (Signal.READ, None, None, NOW, True),
+        (Signal.SENT, None, None, None, None, False),
+        (Signal.SENT, NOW, None, None, None, True),
+        (Signal.DELIVERED, NOW, None, None, None, False),
+        (Signal.DELIVERED, NOW, NOW, None, None, True),
+        (Signal.DELIVERED, NOW, None, NOW, None, True),
+        (Signal.READ, NOW, NOW, None, None, False),
+        (Signal.READ, None, None, NOW, None, True),
+        (Signal.READ, NOW, None, None, NOW, True),  # a click implies it was read
+        (Signal.CLICKED, NOW, NOW, NOW, None, False),  # read is not a click
+        (Signal.CLICKED, NOW, None, None, NOW, True),
     ],
 )
-def test_condition_met(wait_for: Signal, sent: Any, delivered: Any, read: Any, met: bool):
+def test_condition_met(
+    wait_for: Signal, sent: Any, delivered: Any, read: Any, clicked: Any, met: bool
+):
     """A step is satisfied by its own signal or a stronger one."""
-    assert condition_met(wait_for, sent_at=sent, delivered_at=delivered, read_at=read) is met
+    assert (
+        condition_met(
+            wait_for, sent_at=sent, delivered_at=delivered, read_at=read, clicked_at=clicked
+        )
+        is met
+    )
 
 
 def test_finished_state():
@@ -192,6 +202,7 @@ def test_finished_state():
         NotificationState.SENT,
         NotificationState.DELIVERED,
         NotificationState.READ,
+        NotificationState.CLICKED,
     ]
 
 

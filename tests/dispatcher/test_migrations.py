@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -15,6 +17,20 @@ from dispatcher.migrate import alembic_config
 from tests.support.services import drop_postgres_database, postgres_database
 
 PERIOD = "5c3b255aefa7"  #: attempts carry their notification's created_at and cascade
+
+
+def upgrade_heads_but(config: Any, skipped: str) -> None:
+    """Every head but ``skipped``, each after the sibling revisions it names in ``AFTER``
+    (as :func:`dispatcher.migrate.upgrade` applies them); a head that needs ``skipped``
+    waits for the final ``heads``."""
+    script = ScriptDirectory.from_config(config)
+    for head in script.get_heads():
+        revision = script.get_revision(head)
+        after = getattr(revision.module, "AFTER", ()) if revision else ()
+        if head != skipped and skipped not in after:
+            for before in after:
+                command.upgrade(config, before)
+            command.upgrade(config, head)
 
 
 @pytest.fixture(name="empty_url")
@@ -29,11 +45,7 @@ def _empty_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 def test_attempt_period_backfilled_from_the_notification(empty_url: str):
     config = alembic_config(empty_url)
-    script = ScriptDirectory.from_config(config)
-    for head in script.get_heads():
-        after = getattr(script.get_revision(head).module, "AFTER", ())  # e.g. the stats rollup
-        if head != PERIOD and PERIOD not in after:
-            command.upgrade(config, head)
+    upgrade_heads_but(config, PERIOD)
     engine = create_engine(empty_url)
     with engine.begin() as connection:
         for nid, cascade, created in (
@@ -70,4 +82,40 @@ def test_attempt_period_backfilled_from_the_notification(empty_url: str):
     assert [(a, c, str(t)[:19]) for a, c, t in rows] == [
         ("a-n1", "basic", "2026-11-01 10:00:00"),
         ("a-n2", "otp", "2026-11-02 11:30:00"),
+    ]
+
+
+BATCHES = "1f7845444935"  #: broadcasts cut into batches (bounds) claimed in broadcast_batch
+
+
+def test_a_fan_out_in_flight_continues_from_its_cursor(empty_url: str):
+    """Batches of 1,000 over the members after the cursor; the counter starts again."""
+    config = alembic_config(empty_url)
+    upgrade_heads_but(config, BATCHES)
+    engine = create_engine(empty_url)
+    with engine.begin() as connection:
+        for bid, state in (("b1", "fanning_out"), ("b2", "sending")):
+            connection.execute(
+                text(
+                    "INSERT INTO broadcast (id, cascade, category, content, ttl_seconds, "
+                    "audience_kind, audience, state, batches, cursor, processed, created, "
+                    "api_key_id, created_at, progress_at) VALUES (:id, 'basic', 'promo', '{}', "
+                    "60, 'ids', 2500, :state, 3, 'c0499', 500, 500, '', "
+                    "'2026-11-01 10:00:00', '2026-11-01 10:00:00')"
+                ),
+                {"id": bid, "state": state},
+            )
+            connection.execute(
+                text("INSERT INTO broadcast_member (broadcast_id, customer_id) VALUES (:b, :c)"),
+                [{"b": bid, "c": f"c{i:04d}"} for i in range(2500)],
+            )
+    command.upgrade(config, "heads")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, batches, CAST(bounds AS VARCHAR) FROM broadcast ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [(b, n, json.loads(bounds)) for b, n, bounds in rows] == [
+        ("b1", 0, ["c0500", "c1500"]),
+        ("b2", 3, []),
     ]

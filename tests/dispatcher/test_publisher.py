@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import redis
@@ -28,3 +29,40 @@ def test_queue_depth_is_unknown_when_the_broker_is_away(tmp_path: Path):
     app.conf.broker_connection_timeout = 0.5
     app.conf.broker_connection_max_retries = 0
     assert CeleryPublisher(app).queue_depth("vk") is None
+
+
+def test_a_quiet_doorbell_is_the_same_task_message_without_the_sent_event(
+    redis_url: str, tmp_path: Path
+):
+    """Fan-out doorbells (announce=False): the message a worker receives is the one
+    ``send_task`` writes, headers and routing alike; only Flower's task-sent event is
+    left out (one PUBLISH on the events channel instead of two)."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    settings = make_settings("sqlite://", redis_url, tmp_path)
+    publisher = CeleryPublisher(create_celery(settings))
+    events = client.pubsub()  # type: ignore[no-untyped-call]
+    events.psubscribe("*celeryev*")
+    assert events.get_message(timeout=1) is not None  # the subscription itself
+
+    def published() -> int:
+        seen = 0
+        while events.get_message(timeout=0.2) is not None:
+            seen += 1
+        return seen
+
+    publisher.publish([Doorbell("a1", "vk", "n1")])
+    assert published() == 1  # task-sent
+    publisher.publish([Doorbell("a2", "vk", "n2", announce=False)])
+    assert published() == 0
+    quiet, loud = (json.loads(raw) for raw in client.lrange("vk", 0, -1))
+    unique = ("id", "root_id", "argsrepr", "kwargsrepr")
+    assert {k: v for k, v in quiet["headers"].items() if k not in unique} == {
+        k: v for k, v in loud["headers"].items() if k not in unique
+    }
+    assert (quiet["headers"]["argsrepr"], quiet["headers"]["kwargsrepr"]) == (
+        "['a2']",
+        "{'notification_id': 'n2'}",
+    )
+    assert quiet["properties"]["delivery_info"] == loud["properties"]["delivery_info"]
+    events.close()

@@ -188,3 +188,30 @@ def test_apns_token_with_fcm_only_fails_the_step_and_keeps_the_contact(
         ]
         assert push_contact["status"] == "active"
     router.close()
+
+
+def test_every_button_provider_gets_its_own_ack_key() -> None:
+    """The router derives each messenger's button key from the receipt secret: set, and
+    different per provider (one provider's MAC never verifies on another)."""
+    router = Router(
+        channels={},
+        provider_settings={
+            "telegram": {"token": "1:tg"},
+            "viber": {"auth_token": "viber-token"},
+            "vk": {"access_token": "vk-token"},
+            "whatsapp": {"phone_number_id": "1", "access_token": "wa-token"},
+        },
+        sandbox=None,
+        client=httpx.Client(),
+        health=ProviderHealth(None),
+        receipt_secret="receipt-secret",
+    )
+    try:
+        keys = {
+            name: router.provider(name).config.ack_key.get_secret_value()
+            for name in ("telegram", "viber", "vk", "whatsapp")
+        }
+    finally:
+        router.close()
+    assert len(set(keys.values())) == 4
+    assert "receipt-secret" not in keys.values()

@@ -19,7 +19,7 @@ from dispatcher.api.app import create_app
 from dispatcher.db import get_engine
 from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import create_celery
-from dispatcher.runtime import Runtime, build_router
+from dispatcher.runtime import Runtime, build_router, capabilities
 from tests.conftest import TEST_KEY, make_settings, truncate
 from tests.e2e.conftest import start_worker, stop, wait_ready, worker_env
 from tests.simulators.server import free_port, serve
@@ -70,7 +70,7 @@ def world(
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     router = build_router(settings, client)
-    cascades = load_cascades(settings.cascades_dir, router.available_channels())
+    cascades = load_cascades(settings.cascades_dir, capabilities(settings, router))
     runtime = Runtime(settings, cascades, engine, router, CeleryPublisher(create_celery(settings)))
     env = worker_env(settings, data / "outbox.jsonl")
     env["CASCADE_PUBLIC_URL"] = public

@@ -88,3 +88,15 @@ def test_readme_sandbox_example_simulates_reads(monkeypatch: pytest.MonkeyPatch)
     assert read_receipts(monkeypatch, {f"{prefix}READ_PROBABILITY": "0.3"}) == 0
     reads = read_receipts(monkeypatch, {f"{prefix}DELIVERED_PROBABILITY": "1"})
     assert 40 <= reads <= 80
+
+
+def test_telegram_sandbox_models_a_button_press(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telegram has no deliveries: its sandbox simulates the "Got it" press (a read) from
+    ``READ_PROBABILITY`` alone, after ``READ_AFTER`` seconds, and never a delivery."""
+    prefix = "CASCADE_SANDBOX__CHANNELS__TELEGRAM__"
+    monkeypatch.setenv(f"{prefix}READ_PROBABILITY", "1")
+    monkeypatch.setenv(f"{prefix}DELIVERED_PROBABILITY", "1")
+    monkeypatch.setenv(f"{prefix}READ_AFTER", "4")
+    provider = SandboxProvider(Channel.TELEGRAM, load_settings().sandbox.provider_config())
+    sent = provider.send(message("123456789"))
+    assert [(r.signal, r.after) for r in sent.simulated] == [("read", 4.0)]

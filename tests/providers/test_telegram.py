@@ -11,7 +11,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from providers.base import Message, ReceiptKind
+from providers._messaging import AckSigner
+from providers.base import Message, ReceiptKind, Reports, Signal
 from providers.errors import (
     InvalidAddressError,
     NotSentError,
@@ -21,7 +22,7 @@ from providers.errors import (
     UnknownOutcomeError,
     WebhookSignatureError,
 )
-from providers.telegram import TelegramConfig, TelegramProvider, ack_data, verified_reference
+from providers.telegram import TelegramConfig, TelegramProvider
 from tests.providers.messenger_support import (
     NOW,
     no_retry_wait,
@@ -36,7 +37,8 @@ from tests.simulators.server import serve
 TOKEN = "987654:AAE-real-looking-token"
 HOOK_SECRET = "hook-secret-0123"
 ACK_KEY = "ack-key-0123"
-ACK = ack_data(ACK_KEY.encode(), "att-1")  #: the button payload of MESSAGE
+SIGNER = AckSigner(ACK_KEY.encode(), "telegram-ack")
+ACK = SIGNER.payload("att-1")  #: the button payload of MESSAGE
 BASE = "https://telegram.example"
 CHAT = "123456789"
 MESSAGE = Message(
@@ -321,7 +323,7 @@ def test_button_payload_of_an_attempt_id_fits_telegram_limit() -> None:
     data = script.json()["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     assert data.startswith(f"ack:{reference}:")
     assert len(data.encode()) <= 64
-    assert verified_reference(ACK_KEY.encode(), data) == reference
+    assert SIGNER.reference(data) == reference
 
 
 def test_no_button_without_a_key() -> None:
@@ -336,7 +338,8 @@ def test_no_button_without_a_key() -> None:
     [
         pytest.param("ack:att-1", id="bare-id"),
         pytest.param("ack:att-2:" + ACK.rsplit(":", 1)[1], id="mac-of-another-attempt"),
-        pytest.param(ack_data(b"another-key", "att-1"), id="mac-with-another-key"),
+        pytest.param(AckSigner(b"another-key", "telegram-ack").payload("att-1"), id="other-key"),
+        pytest.param(AckSigner(ACK_KEY.encode(), "viber-ack").payload("att-1"), id="viber-mac"),
         pytest.param(ACK[:-1], id="truncated-mac"),
         pytest.param("ack:att-1:", id="empty-mac"),
         pytest.param("ack::" + ACK.rsplit(":", 1)[1], id="empty-reference"),
@@ -352,9 +355,19 @@ def test_press_without_a_valid_mac_confirms_nothing(data: str) -> None:
     assert answer == {"method": "answerCallbackQuery", "callback_query_id": "q-77"}
 
 
+def test_reports_read_only_with_the_button() -> None:
+    """The button (on, with a key to sign it) is what lets Telegram report ``read``."""
+    with scripted() as (client, _):
+        on = TelegramProvider(config(), client).reports()
+        off = TelegramProvider(config(ack_button=None), client).reports()
+        unsigned = TelegramProvider(config(ack_key=None, webhook_secret=None), client).reports()
+    assert on == Reports(frozenset({Signal.SENT, Signal.READ}))
+    assert off == unsigned == Reports(frozenset({Signal.SENT}), {Signal.READ: "ack_button"})
+
+
 def test_webhook_secret_signs_buttons_when_no_ack_key() -> None:
     """Built without an ack key, the webhook secret signs and verifies the payload."""
-    headers, body = press(data=ack_data(HOOK_SECRET.encode(), "att-1"))
+    headers, body = press(data=AckSigner(HOOK_SECRET.encode(), "telegram-ack").payload("att-1"))
     with scripted() as (client, _):
         reply_ = TelegramProvider(config(ack_key=None), client).handle(
             webhook_request(body, headers)

@@ -29,6 +29,12 @@ POSTs the callback (``read`` is Viber's ``seen``) to ``url`` (default: the
 webhook set) signed ``X-Viber-Content-Signature: hex(hmac_sha256(token, body))``
 and answers ``{"status_code", "body"}``. :func:`signed` and
 :func:`receipt_callback` build the same ``(headers, body)`` for tests.
+
+``POST /_sim/press`` with ``{"url"?, "message_id", "action_body"?}`` presses the
+keyboard's ``reply`` button of that message: Viber POSTs a signed ``message``
+callback from the user whose text is the button's ``ActionBody`` (or the given
+``action_body``, to forge one); 409 if the message had no keyboard.
+:func:`press_callback` builds it for tests.
 """
 
 from __future__ import annotations
@@ -105,6 +111,22 @@ def receipt_callback(
     return signed(auth_token, body)
 
 
+def press_callback(
+    auth_token: str, *, action_body: str, user_id: str, message_token: int, timestamp: int
+) -> tuple[dict[str, str], bytes]:
+    """A signed ``message`` callback: the user pressed a ``reply`` button."""
+    body = {
+        "event": "message",
+        "timestamp": timestamp,
+        "chat_hostname": CHAT_HOSTNAME,
+        "message_token": message_token,
+        "sender": {"id": user_id, "name": "Sim User", "api_version": 10},
+        "message": {"type": "text", "text": action_body},
+        "silent": True,
+    }
+    return signed(auth_token, body)
+
+
 class _Bot:
     """The simulated service's state and routes for one bot."""
 
@@ -118,6 +140,7 @@ class _Bot:
     def routes(self) -> list[Route]:
         return [
             Route("/_sim/callback", self.callback, methods=["POST"]),
+            Route("/_sim/press", self.press, methods=["POST"]),
             Route("/pa/send_message", self.send_message, methods=["POST"]),
             Route("/pa/set_webhook", self.set_webhook, methods=["POST"]),
         ]
@@ -179,6 +202,25 @@ class _Bot:
             user_id=self.receivers[token],
             timestamp=int(spec.get("timestamp", time.time() * 1000)),
             desc=spec.get("desc"),
+        )
+        return await deliver(spec.get("url") or self.webhook["url"], headers, body)
+
+    async def press(self, request: Request) -> Response:
+        spec = await request.json()
+        token = int(spec["message_id"])
+        sent = next((m for m in self.state.sent if m["message_token"] == token), None)
+        if sent is None:
+            return JSONResponse({"error": "no such message"}, 404)
+        buttons = (sent.get("keyboard") or {}).get("Buttons") or [{}]
+        action_body = spec.get("action_body", buttons[0].get("ActionBody"))
+        if action_body is None:
+            return JSONResponse({"error": "that message has no keyboard"}, 409)
+        headers, body = press_callback(
+            spec.get("auth_token", self.auth_token),
+            action_body=action_body,
+            user_id=sent["receiver"],
+            message_token=token + 10**6 + len(self.state.requests),  # the press's own
+            timestamp=int(spec.get("timestamp", time.time() * 1000)),
         )
         return await deliver(spec.get("url") or self.webhook["url"], headers, body)
 

@@ -28,11 +28,19 @@ Control API: ``GET /_sim/requests``; ``POST /_sim/callback`` with ``{"url",
 (``secret`` defaults to the simulator's) and answers ``{"status_code", "body"}``;
 ``POST /_sim/confirm`` with ``{"url"}`` POSTs the ``confirmation`` event.
 :func:`message_read` and :func:`confirmation` build the same bodies for tests.
+
+``POST /_sim/press`` with ``{"url", "message_id", "payload"?, "secret"?}`` presses
+the inline keyboard's text button of that message: VK posts a ``message_new`` event
+(the button's label as the user's text, its ``payload`` echoed, or the given
+``payload`` to forge one); 409 if the message had no keyboard. :func:`message_new`
+builds it for tests.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -102,6 +110,37 @@ def message_read(
     return dict(_HEADERS), compact(event)
 
 
+def message_new(
+    *,
+    secret: str | None,
+    peer_id: int,
+    message_id: int,
+    text: str,
+    payload: str,
+    group_id: int = GROUP_ID,
+) -> tuple[dict[str, str], bytes]:
+    """A ``message_new`` event: the user pressed a text button (``payload`` echoed)."""
+    message = {
+        "id": message_id,
+        "date": int(time.time()),
+        "peer_id": peer_id,
+        "from_id": peer_id,
+        "text": text,
+        "payload": payload,
+        "conversation_message_id": message_id,
+    }
+    event: dict[str, Any] = {
+        "group_id": group_id,
+        "type": "message_new",
+        "event_id": hashlib.sha1(f"new:{message_id}".encode(), usedforsecurity=False).hexdigest(),
+        "v": API_VERSION,
+        "object": {"message": message, "client_info": {"inline_keyboard": True}},
+    }
+    if secret is not None:
+        event["secret"] = secret
+    return dict(_HEADERS), compact(event)
+
+
 def confirmation(
     *, group_id: int = GROUP_ID, secret: str | None = None
 ) -> tuple[dict[str, str], bytes]:
@@ -110,6 +149,47 @@ def confirmation(
     if secret is not None:
         event["secret"] = secret
     return dict(_HEADERS), compact(event)
+
+
+def _sent(message_id: int, user: str, params: Mapping[str, str]) -> dict[str, Any]:
+    """What the simulator keeps of an accepted message (its keyboard, if it had one)."""
+    sent: dict[str, Any] = {"id": message_id, "user_id": user, "message": params["message"]}
+    if params.get("keyboard"):
+        sent["keyboard"] = json.loads(params["keyboard"])
+    return sent
+
+
+def _button(keyboard: dict[str, Any] | None) -> tuple[str, str | None]:
+    """The first button's (label, payload) of a sent keyboard."""
+    buttons = (keyboard or {}).get("buttons") or [[{"action": {}}]]
+    action = buttons[0][0]["action"]
+    return action.get("label", "?"), action.get("payload")
+
+
+def _press_route(state: SimState, peers: dict[int, int], secret: str, group_id: int) -> Route:
+    """``POST /_sim/press``: the user presses the first button of a sent message."""
+
+    async def press(request: Request) -> Response:
+        spec = await request.json()
+        message_id = int(spec["message_id"])
+        sent = next((m for m in state.sent if m["id"] == message_id), None)
+        if sent is None:
+            return JSONResponse({"error": "no such message"}, 404)
+        label, payload = _button(sent.get("keyboard"))
+        payload = spec.get("payload", payload)
+        if payload is None:
+            return JSONResponse({"error": "that message has no keyboard"}, 409)
+        headers, body = message_new(
+            secret=spec.get("secret", secret),
+            peer_id=peers[message_id],
+            message_id=FIRST_MESSAGE_ID + 10**6 + len(state.requests),  # the user's message
+            text=label,
+            payload=payload,
+            group_id=group_id,
+        )
+        return await deliver(spec["url"], headers, body)
+
+    return Route("/_sim/press", press, methods=["POST"])
 
 
 def create_app(
@@ -147,7 +227,7 @@ def create_app(
         message_id = FIRST_MESSAGE_ID + len(state.sent)
         by_random_id[params["random_id"]] = message_id
         peers[message_id] = int(user)
-        state.sent.append({"id": message_id, "user_id": user, "message": params["message"]})
+        state.sent.append(_sent(message_id, user, params))
         if scenario == "internal":
             return error(*_ERRORS[scenario], params)
         if scenario == "hang_once":
@@ -175,6 +255,7 @@ def create_app(
     routes = [
         Route("/_sim/callback", callback, methods=["POST"]),
         Route("/_sim/confirm", confirm, methods=["POST"]),
+        _press_route(state, peers, secret, group_id),
         Route("/method/messages.send", send, methods=["GET", "POST"]),
     ]
     return Simulator(routes, state)

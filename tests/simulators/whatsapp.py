@@ -20,7 +20,9 @@ webhook to ``url``, as Meta does). Free text to someone without an inbound messa
 in the last 24 hours (by the simulator's ``clock``) is accepted with a ``wamid``, but
 never delivered: its status callbacks are all ``failed`` with 131047, as in
 production; with ``window_errors="sync"`` it is refused at once (400, 131047).
-Templates need no window.
+Templates need no window. Interactive ``button`` messages (``interactive.body.text``
+up to 1024 characters, 1-3 ``reply`` buttons with an ``id`` up to 256 and a
+``title`` up to 20 characters; else 400, code 100) follow the window rule of text.
 
 Scenario per ``to`` (digits, no ``+``; extend with ``create_app(scenarios=...)``):
 
@@ -43,6 +45,12 @@ defaults to code 131026), signed ``X-Hub-Signature-256: sha256=<hmac>`` with
 the app secret, and answers ``{"status_code", "body"}``. ``POST /_sim/verify``
 with ``{"url", "verify_token", "challenge"?}`` performs Meta's GET handshake.
 :func:`status_callback` and :func:`sign` build the same payloads for tests.
+
+``POST /_sim/press`` with ``{"url", "message_id", "reply_id"?}`` presses the first
+reply button of a sent interactive message: Meta POSTs a signed ``messages`` webhook
+with an ``interactive.button_reply`` (the button's ``id``, or the given
+``reply_id`` to forge one) and a ``context`` naming the message; 409 if it had no
+button. :func:`button_reply_callback` builds it for tests.
 """
 
 from __future__ import annotations
@@ -189,6 +197,60 @@ def inbound_callback(
     return sign(app_secret, body), body
 
 
+def button_reply_callback(
+    app_secret: str,
+    *,
+    sender: str,
+    reply_id: str,
+    title: str,
+    context_id: str,
+    timestamp: int,
+    phone_number_id: str = PHONE_NUMBER_ID,
+) -> tuple[dict[str, str], bytes]:
+    """A signed ``messages`` webhook: ``sender`` pressed a reply button of ``context_id``."""
+    message = {
+        "context": {"from": "15550001111", "id": context_id},
+        "from": sender,
+        "id": f"wamid.press-{sender}-{timestamp}-{reply_id[-6:]}",
+        "timestamp": str(timestamp),
+        "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": reply_id, "title": title}},
+    }
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": "Customer"}, "wa_id": sender}],
+        "messages": [message],
+    }
+    update = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}],
+    }
+    body = compact(update)
+    return sign(app_secret, body), body
+
+
+def _invalid_interactive(interactive: Any) -> str | None:
+    """An interactive ``button`` message's shape (Cloud API reference), or why it is refused."""
+    if not isinstance(interactive, dict) or interactive.get("type") != "button":
+        return "The parameter interactive['type'] must be button."
+    text = (interactive.get("body") or {}).get("text")
+    if not isinstance(text, str) or not 0 < len(text) <= 1024:
+        return "The parameter interactive['body']['text'] must be 1-1024 characters."
+    buttons = (interactive.get("action") or {}).get("buttons")
+    if not isinstance(buttons, list) or not 0 < len(buttons) <= 3:
+        return "interactive['action']['buttons'] must hold 1-3 buttons."
+    for button in buttons:
+        reply = button.get("reply") if isinstance(button, dict) else None
+        if not isinstance(reply, dict) or button.get("type") != "reply":
+            return "Each button must be {type: reply, reply: {id, title}}."
+        if not 0 < len(str(reply.get("id") or "")) <= 256:
+            return "A reply button's id must be 1-256 characters."
+        if not 0 < len(str(reply.get("title") or "")) <= 20:
+            return "A reply button's title must be 1-20 characters."
+    return None
+
+
 def _invalid(body: Any) -> str | None:
     """Why a /messages body is refused (Graph code 100), or None."""
     if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
@@ -203,6 +265,8 @@ def _invalid(body: Any) -> str | None:
         )
     if body.get("type") == "template":
         return _invalid_template(body.get("template"))
+    if body.get("type") == "interactive":
+        return _invalid_interactive(body.get("interactive"))
     return "Unsupported message type."
 
 
@@ -286,6 +350,37 @@ def _template_error(
     return None
 
 
+def _press_route(
+    messages: Mapping[str, dict[str, Any]],
+    app_secret: str,
+    phone_number_id: str,
+    clock: Callable[[], float],
+) -> Route:
+    """``POST /_sim/press``: the customer presses the first reply button of a message."""
+
+    async def press(request: Request) -> Response:
+        spec = await request.json()
+        sent = messages.get(spec["message_id"])
+        if sent is None:
+            return JSONResponse({"error": "no such message"}, 404)
+        reply = (sent["buttons"] or [{}])[0].get("reply") or {}
+        reply_id = spec.get("reply_id", reply.get("id"))
+        if reply_id is None:
+            return JSONResponse({"error": "that message has no button"}, 409)
+        headers, body = button_reply_callback(
+            spec.get("app_secret", app_secret),
+            sender=sent["to"],
+            reply_id=reply_id,
+            title=reply.get("title", "?"),
+            context_id=sent["id"],
+            timestamp=int(spec.get("timestamp", clock())),
+            phone_number_id=phone_number_id,
+        )
+        return await deliver(spec["url"], headers, body)
+
+    return Route("/_sim/press", press, methods=["POST"])
+
+
 def create_app(
     access_token: str = ACCESS_TOKEN,
     phone_number_id: str = PHONE_NUMBER_ID,
@@ -322,7 +417,7 @@ def create_app(
         if scenario in _ERRORS:
             return graph_error(*_ERRORS[scenario])
         kind = body.get("type", "text")
-        closed = kind == "text" and not _window_open(inbound, to, clock())
+        closed = kind != "template" and not _window_open(inbound, to, clock())
         refused = _content_error(body, approved, closed and window_errors == "sync")
         if refused is not None:
             return refused
@@ -333,6 +428,7 @@ def create_app(
             "reference": body.get("biz_opaque_callback_data"),
             "type": kind,
             "window_closed": closed,
+            "buttons": (body.get("interactive") or {}).get("action", {}).get("buttons", []),
         }
         messages[wamid] = sent
         state.sent.append(sent)
@@ -389,6 +485,7 @@ def create_app(
         Route("/_sim/callback", callback, methods=["POST"]),
         Route("/_sim/inbound", customer_writes, methods=["POST"]),
         Route("/_sim/verify", verify, methods=["POST"]),
+        _press_route(messages, app_secret, phone_number_id, clock),
         Route("/{version}/{pnid}/messages", send, methods=["POST"]),
     ]
     return Simulator(routes, state)

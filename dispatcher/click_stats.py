@@ -1,0 +1,59 @@
+"""Clicks per tracked link over a period of notifications (``links`` in ``/v1/stats``).
+
+A link is its target page (no query or fragment) on a channel: how many counted clicks
+it got and from how many messages (each message's first click is the one that confirms).
+The rate per channel is in the channel rows (:func:`dispatcher.stats.channel_stats`),
+counted here from the first clicks: the attempts' period index stays the only thing the
+channel rows read from ``attempt``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
+
+from dispatcher.models import LinkClick
+
+#: The most links listed, by clicks.
+TOP_LINKS = 50
+
+
+def link_stats(
+    session: Session, since: datetime, until: datetime, cascade: str | None
+) -> list[dict[str, Any]]:
+    """The period's most clicked links: page, channel, clicks, messages clicked."""
+    created = col(LinkClick.notification_created_at)
+    clicks = func.count()
+    firsts = func.coalesce(func.sum(case((col(LinkClick.first), 1), else_=0)), 0)
+    query = (
+        sa_select(col(LinkClick.page), col(LinkClick.channel), clicks, firsts)
+        .where(created >= since, created < until)
+        .group_by(col(LinkClick.page), col(LinkClick.channel))
+        .order_by(clicks.desc(), col(LinkClick.page), col(LinkClick.channel))
+        .limit(TOP_LINKS)
+    )
+    if cascade:
+        query = query.where(col(LinkClick.cascade) == cascade)
+    return [
+        {"page": page, "channel": channel, "clicks": int(n), "messages": int(first)}
+        for page, channel, n, first in session.execute(query)
+    ]
+
+
+def clicked_per_channel(
+    session: Session, since: datetime, until: datetime, cascade: str | None
+) -> dict[str, int]:
+    """Attempts with a counted click per channel (each attempt has one first click)."""
+    created = col(LinkClick.notification_created_at)
+    query = (
+        sa_select(col(LinkClick.channel), func.count())
+        .where(created >= since, created < until, col(LinkClick.first))
+        .group_by(col(LinkClick.channel))
+    )
+    if cascade:
+        query = query.where(col(LinkClick.cascade) == cascade)
+    return {channel: int(n) for channel, n in session.execute(query)}

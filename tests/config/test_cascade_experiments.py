@@ -1,0 +1,133 @@
+"""The ``experiment:`` block of a cascade file: variants load; mistakes name the variant's field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from config.cascades import CascadeConfigError, load_cascades, load_file
+from providers.base import Channel
+
+AB = Path(__file__).parents[1] / "experiments" / "ab.yaml"
+BASE = AB.read_text()
+SMS_STEP = (
+    "        - channel: sms\n          wait_for: delivered\n          timeout: 240s\n      ttl"
+)
+
+
+def test_variants_load_with_their_own_steps_and_ttl():
+    """A variant without steps is the cascade as written; one with steps replaces them."""
+    cascade = load_file(AB, set(Channel))
+    assert cascade.experiment_name == "push-vs-email"
+    assert cascade.experiment is not None
+    assert cascade.experiment.weights() == [("control", 3.0), ("email_first", 1.0)]
+    assert [s.channel for s in cascade.variant("control").steps] == ["push", "sms"]
+    assert cascade.variant("control").ttl == timedelta(hours=1)
+    assert [s.channel for s in cascade.variant("email_first").steps] == ["email", "sms"]
+    assert cascade.variant("email_first").ttl == timedelta(minutes=30)
+    assert cascade.every_channel() == [Channel.PUSH, Channel.SMS, Channel.EMAIL]
+
+
+def problems_of(
+    tmp_path: Path, text: str, available: set[Channel] | None = None
+) -> list[tuple[str, str, int | None]]:
+    path = tmp_path / "ab.yaml"
+    path.write_text(text)
+    with pytest.raises(CascadeConfigError) as caught:
+        load_file(path, available)
+    assert all(p.file == path for p in caught.value.problems)
+    return [(p.field, p.message, p.line) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message", "line"),
+    [
+        (
+            BASE.replace("        - channel: email", "        - channel: emial"),
+            "experiment.variants.1.steps.0.channel",
+            "unknown channel 'emial' (did you mean 'email'?",
+            21,
+        ),
+        (
+            BASE.replace("weight: 3", "weight: 0"),
+            "experiment.variants.0.weight",
+            "greater than 0",
+            17,
+        ),
+        (
+            BASE.replace("name: email_first", "name: control"),
+            "experiment.variants",
+            "variant names must be unique: control given twice",
+            15,
+        ),
+        (
+            BASE.replace(SMS_STEP, SMS_STEP.replace("delivered", "read")),
+            "experiment.variants.1.steps.1.wait_for",
+            "sms cannot report 'read'",
+            25,
+        ),
+        (
+            BASE.replace(
+                "          wait_for: delivered\n          timeout: 120s",
+                "          wait_fro: delivered\n          timeout: 120s",
+            ),
+            "experiment.variants.1.steps.0.wait_fro",
+            "unknown key (did you mean `wait_for`?)",
+            22,
+        ),
+        (
+            BASE.replace("ttl: 30m", "ttl: 5m"),
+            "experiment.variants.1.ttl",
+            "5m is shorter than the sum of the step timeouts (6m)",
+            27,
+        ),
+        (
+            BASE[: BASE.index("    - name: email_first")],
+            "experiment.variants",
+            "an experiment needs at least two variants",
+            15,
+        ),
+        (
+            BASE.replace(SMS_STEP, SMS_STEP.replace("channel: sms", "channel: email")),
+            "experiment.variants.1.steps.1.channel",
+            "email appears twice",
+            24,
+        ),
+        (
+            BASE + "templates:\n  t:\n    push: {body: hi}\n    sms: {body: hi}\n",
+            "experiment.variants.1.steps",
+            "templates.t: no template for channel email",
+            20,
+        ),
+    ],
+)
+def test_variant_mistakes_name_the_variant_field(tmp_path, text, field, message, line):
+    """Each variant is checked with the cascade's rules; the problem points into it."""
+    [(found_field, found_message, found_line)] = problems_of(tmp_path, text)
+    assert (found_field, found_line) == (field, line)
+    assert message in found_message
+
+
+def test_variant_channel_without_provider_is_reported(tmp_path):
+    """A channel only the variant uses must be available too (startup fails otherwise)."""
+    assert problems_of(tmp_path, BASE, {Channel.PUSH, Channel.SMS}) == [
+        (
+            "experiment.variants.1.steps.0.channel",
+            "no provider is configured for email and the sandbox is off",
+            21,
+        )
+    ]
+
+
+def test_one_experiment_name_in_two_cascades_fails_at_load(tmp_path):
+    """Statuses and stats are kept per experiment name: two cascades cannot share one."""
+    (tmp_path / "a.yaml").write_text(BASE)
+    (tmp_path / "b.yaml").write_text(BASE.replace("name: ab\n", "name: ab2\n", 1))
+    with pytest.raises(CascadeConfigError) as caught:
+        load_cascades(tmp_path, set(Channel))
+    assert [(p.file.name, p.field) for p in caught.value.problems] == [
+        ("b.yaml", "experiment.name")
+    ]
+    assert "also run by cascade 'ab'" in caught.value.problems[0].message
