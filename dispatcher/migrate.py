@@ -6,7 +6,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,16 +22,9 @@ def upgrade(url: str) -> None:
 
     ``heads``: independent changes may branch from the same revision (each one a
     migration of its own, applied in any order) without a merge revision. A migration
-    that reads another branch's columns names those revisions in ``AFTER``; they are
-    applied first.
+    that reads another branch's columns names that revision in ``depends_on``.
     """
-    config = alembic_config(url)
-    script = ScriptDirectory.from_config(config)
-    for head in script.get_heads():
-        revision = script.get_revision(head)
-        for before in getattr(revision.module, "AFTER", ()) if revision else ():
-            command.upgrade(config, before)
-    command.upgrade(config, "heads")
+    command.upgrade(alembic_config(url), "heads")
 
 
 def revision(url: str, message: str) -> None:

@@ -20,17 +20,13 @@ PERIOD = "5c3b255aefa7"  #: attempts carry their notification's created_at and c
 
 
 def upgrade_heads_but(config: Any, skipped: str) -> None:
-    """Every head but ``skipped``, each after the sibling revisions it names in ``AFTER``
-    (as :func:`dispatcher.migrate.upgrade` applies them); a head that needs ``skipped``
-    waits for the final ``heads``."""
+    """Every revision but ``skipped`` and those after it (through ``down_revision`` or
+    ``depends_on``): they wait for the final ``heads``."""
     script = ScriptDirectory.from_config(config)
-    for head in script.get_heads():
-        revision = script.get_revision(head)
-        after = getattr(revision.module, "AFTER", ()) if revision else ()
-        if head != skipped and skipped not in after:
-            for before in after:
-                command.upgrade(config, before)
-            command.upgrade(config, head)
+    for revision in reversed(list(script.walk_revisions())):  # base first
+        needed = {r.revision for r in script.iterate_revisions(revision.revision, "base")}
+        if skipped not in needed:
+            command.upgrade(config, revision.revision)
 
 
 @pytest.fixture(name="empty_url")
@@ -119,3 +115,37 @@ def test_a_fan_out_in_flight_continues_from_its_cursor(empty_url: str):
         ("b1", 0, ["c0500", "c1500"]),
         ("b2", 3, []),
     ]
+
+
+#: The heads a database upgraded by the previous release holds (independent branches).
+PREVIOUS_HEADS = (
+    "24665776211f",
+    "5c3b255aefa7",
+    "a7b8c9d0e1f2",
+    "b1c2d3e4f5a6",
+    "c3d4e5f6a7b8",
+    "e5f6a7b8c9d0",
+    "f6a7b8c9d0e1",
+    "d8e9f0a1b2c3",
+)
+
+
+def versions_of(url: str) -> list[str]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    engine.dispose()
+    return sorted(v for (v,) in rows)
+
+
+def test_a_database_at_the_previous_branches_upgrades_to_one_head(empty_url: str, tmp_path: Path):
+    """The join revision takes a database holding every branch head of the previous
+    release (one of them another's dependency too) to where a fresh database ends."""
+    config = alembic_config(empty_url)
+    for head in PREVIOUS_HEADS:
+        command.upgrade(config, head)
+    command.upgrade(config, "heads")
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    command.upgrade(alembic_config(fresh), "heads")
+    assert versions_of(empty_url) == versions_of(fresh)
+    assert len(versions_of(fresh)) == 1

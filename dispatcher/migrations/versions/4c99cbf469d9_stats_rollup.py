@@ -1,7 +1,7 @@
 """stats rollup: per hour sums kept by triggers, backfilled from the rows
 
 Revision ID: 4c99cbf469d9
-Revises: d8e9f0a1b2c3
+Revises: 9e0f1a2b3c4d
 Create Date: 2026-11-29 07:00:00
 
 Adds the ``stats_*_hour`` and ``stats_*_delta`` tables, the triggers that append to the
@@ -23,11 +23,7 @@ from dispatcher.rollup_ledger import rebuild
 from dispatcher.rollup_triggers import install, read_bin, seconds_to_read, uninstall
 
 revision: str = "4c99cbf469d9"
-down_revision: str | None = "d8e9f0a1b2c3"
-#: Sibling branches applied first (see :func:`dispatcher.migrate.upgrade`): the columns
-#: counted, attempts' period copies, SMS segments, finished channel and sms step. Alembic
-#: 1.20 cannot merge these heads in one upgrade (KeyError in its head bookkeeping).
-AFTER = ("5c3b255aefa7", "24665776211f", "c3d4e5f6a7b8")
+down_revision: str | None = "9e0f1a2b3c4d"  # after every branch: it counts their columns
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
