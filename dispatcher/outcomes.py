@@ -20,7 +20,7 @@ from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import RetryPolicy, SendReport, after_send
 from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply
-from dispatcher.models import Attempt, Notification
+from dispatcher.models import Attempt, Notification, ProviderEvent
 from dispatcher.receipts import apply_waiting, store_simulated
 from dispatcher.runtime import Runtime
 from dispatcher.states import AttemptState
@@ -115,14 +115,15 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
         }
         words: list[str] = []
         sent: list[Attempt] = []
+        due: list[tuple[Attempt, ProviderEvent]] = []
         for attempt_id, token, outcome in items:
             attempt = attempts[attempt_id]
             notification = notifications[attempt.notification_id]
-            word = record_outcome(rt, work, notification, attempt, token, outcome)
+            word = record_outcome(rt, work, notification, attempt, token, outcome, due)
             words.append(word)
             if word != "claim_lost" and outcome.result is not None:
                 sent.append(attempt)
-        apply_waiting(work, sent)
+        apply_waiting(work, sent, due)
     return words
 
 
@@ -133,11 +134,13 @@ def record_outcome(
     attempt: Attempt,
     token: str,
     outcome: Outcome,
+    due: list[tuple[Attempt, ProviderEvent]],
 ) -> str:
     """Record the outcome of a claimed send; returns a short outcome word.
 
     The caller applies the receipts that wait for the attempt afterwards
-    (:func:`~dispatcher.receipts.apply_waiting`), in the same transaction.
+    (:func:`~dispatcher.receipts.apply_waiting`), in the same transaction, and
+    the sandbox receipts due now this adds to ``due``.
     """
     session = work.session
     report = report_of(rt, outcome, attempt.channel, billed_units(attempt))
@@ -154,5 +157,8 @@ def record_outcome(
     if not apply(work, notification, attempt, transition, source="worker", claim_token=token):
         return "claim_lost"
     if report.kind == "sent" and outcome.result is not None:
-        store_simulated(session, attempt, outcome.result, work.now)
+        due.extend(
+            (attempt, event)
+            for event in store_simulated(session, attempt, outcome.result, work.now)
+        )
     return transition.outcome
