@@ -41,9 +41,9 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def idle_start(stack: Stack, threads: int) -> float:
+def idle_start(stack: Stack, threads: int, extra: dict[str, str]) -> float:
     """CPU a figure 4 worker spends starting up with nothing to do."""
-    worker = stack.worker(**delivery.READ_AT_ONCE, **delivery.threads_pool(threads))
+    worker = stack.worker(**delivery.READ_AT_ONCE, **delivery.threads_pool(threads), **extra)
     try:
         time.sleep(1.0)
         return cpu_seconds(worker.pid)
@@ -52,12 +52,12 @@ def idle_start(stack: Stack, threads: int) -> float:
 
 
 def end_to_end(
-    stack: Stack, n: int, threads: int, cap: float, profile: Path | None
+    stack: Stack, n: int, threads: int, cap: float, profile: Path | None, extra: dict[str, str]
 ) -> tuple[delivery.Delivered, float]:
     """Figure 4 on ``n`` queued notifications; also the worker's CPU seconds in all."""
     engine = stack.engine
     beat = stack.beat(**delivery.READ_AT_ONCE)
-    worker = stack.worker(**delivery.READ_AT_ONCE, **delivery.threads_pool(threads))
+    worker = stack.worker(**delivery.READ_AT_ONCE, **delivery.threads_pool(threads), **extra)
     spy = None
     if profile is not None:
         py_spy = os.environ.get("PY_SPY", "/tmp/tools/bin/py-spy")
@@ -90,13 +90,13 @@ def backend(name: str, tmp: Path, redis_url: str, args: argparse.Namespace) -> l
         port, _ = stack.api()
         intake.seed_customers(port)
         say(f"[{name}] idle worker start-up")
-        startup = idle_start(stack, args.threads)
+        startup = idle_start(stack, args.threads, args.worker)
         say(f"[{name}] figure 1: bare Celery no-op, {args.n:,} tasks")
         noop = drain(stack, args.n, pool="threads", concurrency=args.threads)
         say(f"[{name}] accepting {args.n:,} notifications")
         intake.load(port, total=args.n)
         say(f"[{name}] figure 4: end to end")
-        e2e, cpu = end_to_end(stack, args.n, args.threads, args.cap, args.profile)
+        e2e, cpu = end_to_end(stack, args.n, args.threads, args.cap, args.profile, args.worker)
         per = (cpu - startup) / max(e2e.done, 1)
         lines.append(
             f"{name}: figure 4 {e2e.per_second:.1f}/s vs bare Celery {noop.per_second:.1f}/s "
@@ -131,7 +131,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=128)
     parser.add_argument("--cap", type=float, default=120.0, help="seconds per run at most")
     parser.add_argument("--profile", type=Path, help="py-spy raw profiles into this directory")
+    parser.add_argument(
+        "--set", action="append", default=[], help="worker setting, e.g. task_events=false"
+    )
     args = parser.parse_args()
+    args.worker = dict(item.split("=", 1) for item in args.set)
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
