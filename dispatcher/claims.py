@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -142,33 +142,40 @@ def _by_id(session: Session, model: Any, ids: set[Any]) -> dict[Any, Any]:
     return {row.id: row for row in session.exec(select(model).where(col(model.id).in_(ids)))}
 
 
+_ATTEMPT: Any = Attempt.__table__  # type: ignore[attr-defined]
+_NOTIFICATION: Any = Notification.__table__  # type: ignore[attr-defined]
+#: The round's statements, built once (Core, bound parameters; the id lists expand).
+_START = (
+    update(_NOTIFICATION)
+    .where(
+        _NOTIFICATION.c.id.in_(bindparam("ids", expanding=True)),
+        _NOTIFICATION.c.state == NotificationState.ACCEPTED.value,
+    )
+    .values(state=NotificationState.IN_PROGRESS.value)
+    .returning(_NOTIFICATION.c.id)
+)
+_NAME_PROVIDER = (
+    update(_ATTEMPT)
+    .where(
+        _ATTEMPT.c.id.in_(bindparam("ids", expanding=True)),
+        _ATTEMPT.c.claim_token == bindparam("token"),
+    )
+    .values(provider=bindparam("provider"))
+)
+
+
 def _start(session: Session, notifications: list[Notification]) -> None:
     """``accepted -> in_progress`` for the notifications whose first attempt is claimed."""
     waiting = {n.id: n for n in notifications if n.state == NotificationState.ACCEPTED}
     if not waiting:
         return
-    moved = session.execute(
-        update(Notification)
-        .where(
-            col(Notification.id).in_(list(waiting)),
-            col(Notification.state) == NotificationState.ACCEPTED.value,
-        )
-        .values(state=NotificationState.IN_PROGRESS.value)
-        .returning(col(Notification.id)),
-        execution_options=_NO_SYNC,
-    )
-    for (notification_id,) in moved:
+    for (notification_id,) in session.execute(_START, {"ids": list(waiting)}):
         set_committed_value(waiting[notification_id], "state", NotificationState.IN_PROGRESS.value)
 
 
 def name_provider(session: Session, attempt_ids: list[str], token: str, provider: str) -> None:
     """Record which provider is being called, so an unknown outcome names who may have billed."""
-    session.execute(
-        update(Attempt)
-        .where(col(Attempt.id).in_(attempt_ids), col(Attempt.claim_token) == token)
-        .values(provider=provider),
-        execution_options=_NO_SYNC,
-    )
+    session.execute(_NAME_PROVIDER, {"ids": attempt_ids, "token": token, "provider": provider})
 
 
 def build_message(
