@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlmodel import col, select
-
+from dispatcher.claims import by_id
 from dispatcher.content import billed_units
 from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import RetryPolicy, SendReport, after_send
@@ -103,16 +102,12 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
     with unit_of_work(rt) as work:
         session = work.session
         ids = [attempt_id for attempt_id, _, _ in items]
-        attempts = {a.id: a for a in session.exec(select(Attempt).where(col(Attempt.id).in_(ids)))}
-        notification_ids = {a.notification_id for a in attempts.values()}
+        attempts: dict[str, Attempt] = by_id(session, Attempt, ids)
         # Held in this dict for the whole round: the session's identity map is weak, and
         # the receipts applied below would otherwise read each notification again.
-        notifications = {
-            n.id: n
-            for n in session.exec(
-                select(Notification).where(col(Notification.id).in_(notification_ids))
-            )
-        }
+        notifications: dict[str, Notification] = by_id(
+            session, Notification, {a.notification_id for a in attempts.values()}
+        )
         words: list[str] = []
         sent: list[Attempt] = []
         due: list[tuple[Attempt, ProviderEvent]] = []
