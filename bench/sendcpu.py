@@ -3,8 +3,9 @@
 ``python -m bench.sendcpu --backends sqlite,postgresql -n 3000`` starts what
 :mod:`bench.run` starts, accepts ``n`` notifications through the API, then runs
 figure 4's worker (one process, threads pool, sandbox push read at once) and reads
-the worker process's CPU time (user + system, ``/proc/<pid>/stat``) when the last
-one finished, minus what the same worker spends starting up idle (measured first).
+the worker process's CPU time (user + system, ``/proc/<pid>/stat``) from the moment
+it starts consuming the push queue (it starts on the engine queue alone, idle, and is
+told to add push by a control command) until the last one finished.
 Beside it: figure 1's bare Celery no-op baseline and, with ``--sends``, figure 5
 (200 ms provider latency) with its baseline, all in this run. ``--profile DIR``
 records the figure 4 worker with py-spy (``--gil``) into DIR as well.
@@ -24,9 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from celery import Celery
+
 from bench import delivery, intake
 from bench.bare_celery import drain
-from bench.stack import Stack, create_database, drop_database, private_redis
+from bench.stack import Stack, create_database, drop_database, private_redis, wait_for_worker
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -41,23 +44,21 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def idle_start(stack: Stack, threads: int, extra: dict[str, str]) -> float:
-    """CPU a figure 4 worker spends starting up with nothing to do."""
-    worker = stack.worker(**delivery.READ_AT_ONCE, **delivery.threads_pool(threads), **extra)
-    try:
-        time.sleep(1.0)
-        return cpu_seconds(worker.pid)
-    finally:
-        stack.stop(worker)
-
-
 def end_to_end(
     stack: Stack, n: int, threads: int, cap: float, profile: Path | None, extra: dict[str, str]
 ) -> tuple[delivery.Delivered, float]:
     """Figure 4 on ``n`` queued notifications; also the worker's CPU seconds in all."""
     engine = stack.engine
     beat = stack.beat(**delivery.READ_AT_ONCE)
-    worker = stack.worker(**delivery.READ_AT_ONCE, **delivery.threads_pool(threads), **extra)
+    argv = [sys.executable, "-m", "dispatcher.cli", "worker", "--queues", "engine"]
+    env = stack.env(**delivery.READ_AT_ONCE, **delivery.threads_pool(threads), **extra)
+    worker = stack.spawn("worker", argv, env)
+    wait_for_worker(stack.redis_url, worker)
+    time.sleep(1.0)
+    idle = cpu_seconds(worker.pid)
+    control = Celery("bench-control", broker=stack.redis_url, set_as_current=False)
+    control.control.add_consumer("push", reply=True, timeout=10)
+    control.close()
     spy = None
     if profile is not None:
         py_spy = os.environ.get("PY_SPY", "/tmp/tools/bin/py-spy")
@@ -69,7 +70,7 @@ def end_to_end(
         sql = "SELECT count(*) FROM notification WHERE finished_at IS NOT NULL"
         done = delivery._wait(engine, sql, n, cap)
         seconds = time.monotonic() - started
-        cpu = cpu_seconds(worker.pid)
+        cpu = cpu_seconds(worker.pid) - idle
     finally:
         if spy is not None:
             spy.send_signal(2)
@@ -89,20 +90,17 @@ def backend(name: str, tmp: Path, redis_url: str, args: argparse.Namespace) -> l
     try:
         port, _ = stack.api()
         intake.seed_customers(port)
-        say(f"[{name}] idle worker start-up")
-        startup = idle_start(stack, args.threads, args.worker)
         say(f"[{name}] figure 1: bare Celery no-op, {args.n:,} tasks")
         noop = drain(stack, args.n, pool="threads", concurrency=args.threads)
         say(f"[{name}] accepting {args.n:,} notifications")
         intake.load(port, total=args.n)
         say(f"[{name}] figure 4: end to end")
         e2e, cpu = end_to_end(stack, args.n, args.threads, args.cap, args.profile, args.worker)
-        per = (cpu - startup) / max(e2e.done, 1)
+        per = cpu / max(e2e.done, 1)
         lines.append(
             f"{name}: figure 4 {e2e.per_second:.1f}/s vs bare Celery {noop.per_second:.1f}/s "
             f"({e2e.per_second / noop.per_second:.2f}x); {e2e.done:,} of {e2e.total:,} finished; "
-            f"worker CPU {cpu - startup:.1f} s = {per * 1000:.2f} ms per notification "
-            f"(start-up {startup:.1f} s excluded)"
+            f"worker CPU {cpu:.1f} s = {per * 1000:.2f} ms per notification"
         )
         if args.sends:
             say(f"[{name}] figure 5 baseline: Celery tasks waiting 200 ms")
