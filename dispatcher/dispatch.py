@@ -134,6 +134,5 @@ def _call_providers(
         except Exception as exc:
             log.exception("provider raised an unexpected error", extra={"provider": provider.name})
             return Outcome(provider, error=UnknownOutcomeError(type(exc).__name__, code="crash"))
-        rt.router.health.succeeded(provider.name)
-        return Outcome(provider, result=result)
+        return Outcome(provider, result=result)  # its health is reset once per record round
     return last

@@ -97,7 +97,8 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
 
     The attempts and their notifications are read in one query each. Receipts that
     arrived while the sends were in flight are looked up once, after every
-    compare-and-set of the round, so none can slip between the two.
+    compare-and-set of the round, so none can slip between the two. After the
+    commit, each provider that took a message has its failure count reset, once.
     """
     with unit_of_work(rt) as work:
         session = work.session
@@ -119,6 +120,9 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
             if word != "claim_lost" and outcome.result is not None:
                 sent.append(attempt)
         apply_waiting(work, sent, due)
+    # A provider that took a message is healthy again: once per provider per round.
+    for name in dict.fromkeys(o.provider.name for _, _, o in items if o.result and o.provider):
+        rt.router.health.succeeded(name)
     return words
 
 
