@@ -4,7 +4,7 @@ Every state change is a compare-and-set ``UPDATE ... WHERE state = <expected>``,
 so two processes racing on one row cannot both win; the loser sees 0 rows. The
 decisions are made by the pure functions of :mod:`dispatcher.decisions`;
 :func:`apply` is the one function that writes an attempt's state (besides the
-claim, ``pending -> sending``, and :func:`cancel_pending`).
+claim, ``pending -> sending``, and a finish cancelling what was not sent).
 
 The hot statements are SQLAlchemy Core, built once with bound parameters (one per
 set of columns written) and executed with plain values: no ORM bulk-update
@@ -302,6 +302,7 @@ def move_notification(
 ) -> bool:
     """Compare-and-set a notification out of an open state."""
     written = {"state": target.value, **values}
+    _flush_new(session)
     result = session.execute(
         _notification_move(tuple(written)), {**_params(written), "cas_id": notification.id}
     )
@@ -311,24 +312,11 @@ def move_notification(
     return moved
 
 
-def cancel_pending(session: Session, notification: Notification, now: datetime) -> int:
-    """Cancel attempts not yet claimed: they will never be sent."""
-    result = session.execute(
-        update(Attempt)
-        .where(
-            col(Attempt.notification_id) == notification.id,
-            col(Attempt.state) == AttemptState.PENDING.value,
-        )
-        .values(state=AttemptState.CANCELLED.value, finished_at=now)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 def _close_attempts(session: Session, notification: Notification, now: datetime) -> int:
-    """:func:`cancel_pending`, and clear the timers of the attempts still waiting (a
-    finished notification has nothing left to escalate, so the sweep's timer index
-    holds only live ones): one statement. Loaded rows get what it wrote. Returns how
-    many were cancelled."""
+    """Cancel the attempts not yet claimed (they will never be sent) and clear the timers
+    of those still waiting (a finished notification has nothing left to escalate, so the
+    sweep's timer index holds only live ones): one statement. Loaded rows get what it
+    wrote. Returns how many were cancelled."""
     _flush_new(session)
     rows = session.execute(_CLOSE_ATTEMPTS, {"cas_id": notification.id, "now": now}).all()
     cancelled = 0
