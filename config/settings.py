@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     republish_after: float = Field(default=30.0, gt=0)  #: a pending attempt's doorbell is lost
     sending_stale_after: float = Field(default=120.0, gt=0)  #: a claim older is "unknown"
     send_time_limit: float = Field(default=60.0, gt=0)  #: Celery hard limit per send task
+    #: Workers send Celery task events (Flower's task list) from the start. False: only
+    #: once a monitor asks (Flower does every 5 s), saving their CPU while nobody watches.
+    task_events: bool = True
     record_retry_for: float = Field(default=30.0, ge=0)  #: seconds to retry recording a send
     max_send_tries: int = Field(default=5, ge=1)  #: "not sent" retries before giving up a step
     retry_backoff: float = Field(default=5.0, gt=0)  #: first retry delay, doubled each try

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -26,7 +27,7 @@ from dispatcher.decisions import cancelled, failed
 from dispatcher.inbound import window_open
 from dispatcher.lifecycle import apply
 from dispatcher.links import rewrite
-from dispatcher.models import Attempt, ContactPoint, Notification
+from dispatcher.models import Attempt, ContactPoint, Notification, UTCDateTime
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
 from dispatcher.tokens import receipt_token
@@ -47,27 +48,31 @@ class Claimed:
     prepared: Prepared
 
 
+_CLAIM = (
+    update(Attempt)
+    .where(
+        col(Attempt.id).in_(bindparam("ids", expanding=True)),
+        col(Attempt.state) == AttemptState.PENDING.value,
+    )
+    .values(
+        state=AttemptState.SENDING.value,
+        claim_token=bindparam("token"),
+        claimed_at=bindparam("now", type_=UTCDateTime()),
+        started_at=func.coalesce(Attempt.started_at, bindparam("now", type_=UTCDateTime())),
+        tries=Attempt.tries + 1,
+    )
+    .returning(Attempt)
+)
+_CLAIM_OPTIONS = {**_NO_SYNC, "populate_existing": True}
+
+
 def claim_many(
     session: Session, attempt_ids: list[str], token: str, now: datetime
 ) -> list[Attempt]:
     """Compare-and-set ``pending -> sending`` for each id; returns the attempts claimed,
     read back by the same statement (``RETURNING``)."""
-    result = session.execute(
-        update(Attempt)
-        .where(
-            col(Attempt.id).in_(attempt_ids),
-            col(Attempt.state) == AttemptState.PENDING.value,
-        )
-        .values(
-            state=AttemptState.SENDING.value,
-            claim_token=token,
-            claimed_at=now,
-            started_at=func.coalesce(Attempt.started_at, now),
-            tries=Attempt.tries + 1,
-        )
-        .returning(Attempt),
-        execution_options={**_NO_SYNC, "populate_existing": True},
-    )
+    params = {"ids": attempt_ids, "token": token, "now": now}
+    result = session.execute(_CLAIM, params, execution_options=_CLAIM_OPTIONS)
     return list(result.scalars())
 
 
@@ -100,8 +105,8 @@ def prepare(rt: Runtime, work: Work, attempts: list[Attempt], token: str) -> dic
     if not attempts:
         return {}
     session, now = work.session, work.now
-    notifications = _by_id(session, Notification, {a.notification_id for a in attempts})
-    contacts = _by_id(session, ContactPoint, {a.contact_id for a in attempts if a.contact_id})
+    notifications = by_id(session, Notification, {a.notification_id for a in attempts})
+    contacts = by_id(session, ContactPoint, {a.contact_id for a in attempts if a.contact_id})
     _start(session, [n for n in notifications.values() if _open(n, now)])
     prepared: dict[str, Prepared] = {}
     calling: dict[str, list[str]] = defaultdict(list)
@@ -137,10 +142,41 @@ def _open(notification: Notification, now: datetime) -> bool:
     return notification.state in OPEN_STATES and notification.expires_at > now
 
 
-def _by_id(session: Session, model: Any, ids: set[Any]) -> dict[Any, Any]:
+#: ``SELECT <model> WHERE id IN (…)``, built once per model.
+_BY_ID: dict[Any, Any] = {}
+
+
+def by_id(session: Session, model: Any, ids: Collection[Any]) -> dict[Any, Any]:
+    """The rows of ``model`` with these ids, by id, in one query."""
     if not ids:
         return {}
-    return {row.id: row for row in session.exec(select(model).where(col(model.id).in_(ids)))}
+    statement = _BY_ID.get(model)
+    if statement is None:
+        where = col(model.id).in_(bindparam("ids", expanding=True))
+        statement = _BY_ID.setdefault(model, select(model).where(where))
+    return {row.id: row for row in session.exec(statement, params={"ids": list(ids)})}
+
+
+_ATTEMPT: Any = Attempt.__table__  # type: ignore[attr-defined]
+_NOTIFICATION: Any = Notification.__table__  # type: ignore[attr-defined]
+#: The round's statements, built once (Core, bound parameters; the id lists expand).
+_START = (
+    update(_NOTIFICATION)
+    .where(
+        _NOTIFICATION.c.id.in_(bindparam("ids", expanding=True)),
+        _NOTIFICATION.c.state == NotificationState.ACCEPTED.value,
+    )
+    .values(state=NotificationState.IN_PROGRESS.value)
+    .returning(_NOTIFICATION.c.id)
+)
+_NAME_PROVIDER = (
+    update(_ATTEMPT)
+    .where(
+        _ATTEMPT.c.id.in_(bindparam("ids", expanding=True)),
+        _ATTEMPT.c.claim_token == bindparam("token"),
+    )
+    .values(provider=bindparam("provider"))
+)
 
 
 def _start(session: Session, notifications: list[Notification]) -> None:
@@ -148,28 +184,13 @@ def _start(session: Session, notifications: list[Notification]) -> None:
     waiting = {n.id: n for n in notifications if n.state == NotificationState.ACCEPTED}
     if not waiting:
         return
-    moved = session.execute(
-        update(Notification)
-        .where(
-            col(Notification.id).in_(list(waiting)),
-            col(Notification.state) == NotificationState.ACCEPTED.value,
-        )
-        .values(state=NotificationState.IN_PROGRESS.value)
-        .returning(col(Notification.id)),
-        execution_options=_NO_SYNC,
-    )
-    for (notification_id,) in moved:
+    for (notification_id,) in session.execute(_START, {"ids": list(waiting)}):
         set_committed_value(waiting[notification_id], "state", NotificationState.IN_PROGRESS.value)
 
 
 def name_provider(session: Session, attempt_ids: list[str], token: str, provider: str) -> None:
     """Record which provider is being called, so an unknown outcome names who may have billed."""
-    session.execute(
-        update(Attempt)
-        .where(col(Attempt.id).in_(attempt_ids), col(Attempt.claim_token) == token)
-        .values(provider=provider),
-        execution_options=_NO_SYNC,
-    )
+    session.execute(_NAME_PROVIDER, {"ids": attempt_ids, "token": token, "provider": provider})
 
 
 def _tracks_links(rt: Runtime, attempt: Attempt, text: str, html: str | None) -> bool:

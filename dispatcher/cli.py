@@ -157,7 +157,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             concurrency,
             "--pool",
             pool,
-            "-E",
+            *(["-E"] if settings.task_events else []),
             "-n",
             f"cascade-{os.getpid()}@%h",
             "--loglevel",

@@ -5,6 +5,11 @@ the lock up front, so two workers never deadlock upgrading a read to a write
 (SQLITE_BUSY_SNAPSHOT), and ``busy_timeout`` makes them queue instead of fail.
 PostgreSQL uses plain READ COMMITTED with row locks (``FOR UPDATE SKIP LOCKED``
 in the sweep) and compare-and-set updates everywhere.
+
+Workers do not ping a pooled connection before each use (a round trip per round):
+connections are recycled after :data:`RECYCLE_AFTER`, and the first statement on one
+that died (the server restarted) fails, invalidating every connection pooled before
+it; :func:`retry_disconnect` runs such work once more, on a fresh connection.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-_ENGINES: dict[tuple[int, str], Engine] = {}
+_ENGINES: dict[tuple[int, str, bool], Engine] = {}
 _LOCK = threading.Lock()
+#: Seconds a pooled PostgreSQL connection is used before it is replaced.
+RECYCLE_AFTER = 1800
+T = TypeVar("T")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -47,8 +56,9 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
-    """A new engine for ``url`` (SQLite file or PostgreSQL)."""
+def make_engine(url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:
+    """A new engine for ``url`` (SQLite file or PostgreSQL); ``pre_ping``: test each
+    PostgreSQL connection when it leaves the pool (the worker does not)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -58,17 +68,38 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10)
+    return create_engine(
+        url,
+        pool_pre_ping=pre_ping,
+        pool_recycle=RECYCLE_AFTER,
+        pool_size=pool_size,
+        max_overflow=10,
+    )
 
 
-def get_engine(url: str, pool_size: int = 5) -> Engine:
+def get_engine(url: str, pool_size: int = 5, *, pre_ping: bool = True) -> Engine:
     """The engine for ``url`` in this process; a forked child makes its own."""
-    key = (os.getpid(), url)
+    key = (os.getpid(), url, pre_ping)
     with _LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = make_engine(url, pool_size)
+            engine = _ENGINES[key] = make_engine(url, pool_size, pre_ping=pre_ping)
     return engine
+
+
+def retry_disconnect(run: Callable[[], T]) -> T:
+    """``run()``, and once more if it failed on a dead connection (not pinged before use).
+
+    Only for work that is one transaction and safe to do again: a rolled-back claim or
+    fan-out batch. The pool has dropped the connections older than the failure, so the
+    second try gets a fresh one.
+    """
+    try:
+        return run()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return run()
 
 
 def dispose_all() -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from dispatcher.claims import Claimed, Prepared, claim, claim_round, name_provider, prepare
-from dispatcher.db import session_scope
+from dispatcher.db import retry_disconnect, session_scope
 from dispatcher.models import Attempt
 from dispatcher.outcomes import Outcome, record_round
 from dispatcher.runtime import Runtime
@@ -47,7 +47,9 @@ def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> s
     sends arriving together), committed before any provider is called; recording
     the outcome is the second.
     """
-    claims = rt.batch("claims", lambda requests: claim_round(rt, requests))
+    claims = rt.batch(
+        "claims", lambda requests: retry_disconnect(lambda: claim_round(rt, requests))
+    )
     claimed: Claimed = claims.submit((attempt_id, now))
     if claimed.token is None:
         return "not_claimed"
@@ -56,9 +58,13 @@ def send_attempt(rt: Runtime, attempt_id: str, now: datetime | None = None) -> s
 
 def deliver(rt: Runtime, attempt_id: str, token: str, now: datetime) -> str:
     """Steps 2 and 3 for an attempt this caller has already claimed with ``token``."""
-    with unit_of_work(rt, now) as work:
-        attempt = work.session.get(Attempt, attempt_id)
-        prepared = prepare(rt, work, [attempt] if attempt else [], token)
+
+    def prepared_() -> dict[str, Prepared]:
+        with unit_of_work(rt, now) as work:
+            attempt = work.session.get(Attempt, attempt_id)
+            return prepare(rt, work, [attempt] if attempt else [], token)
+
+    prepared = retry_disconnect(prepared_)
     return _send(rt, attempt_id, token, prepared.get(attempt_id, "not_claimed"), now)
 
 
@@ -128,6 +134,5 @@ def _call_providers(
         except Exception as exc:
             log.exception("provider raised an unexpected error", extra={"provider": provider.name})
             return Outcome(provider, error=UnknownOutcomeError(type(exc).__name__, code="crash"))
-        rt.router.health.succeeded(provider.name)
-        return Outcome(provider, result=result)
+        return Outcome(provider, result=result)  # its health is reset once per record round
     return last

@@ -66,7 +66,7 @@ def written(session: OrmSession, rows: Sequence[Row]) -> None:
 def _write(session: OrmSession) -> None:
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session.execute(insert(Event), rows)
+        session.execute(insert(Event.__table__), rows)  # type: ignore[attr-defined]
         session.info.setdefault(_COMMITTED, []).extend(rows)
 
 

@@ -4,16 +4,23 @@ Every state change is a compare-and-set ``UPDATE ... WHERE state = <expected>``,
 so two processes racing on one row cannot both win; the loser sees 0 rows. The
 decisions are made by the pure functions of :mod:`dispatcher.decisions`;
 :func:`apply` is the one function that writes an attempt's state (besides the
-claim, ``pending -> sending``, and :func:`cancel_pending`).
+claim, ``pending -> sending``, and a finish cancelling what was not sent).
+
+The hot statements are SQLAlchemy Core, built once with bound parameters (one per
+set of columns written) and executed with plain values: no ORM bulk-update
+machinery and no statement building per send. What a statement wrote is set on
+the loaded rows by hand (:func:`_written`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, time
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Update, and_, bindparam, case, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col
 
 from dispatcher.content import attempt_fields
@@ -21,7 +28,7 @@ from dispatcher.decisions import Then, Transition, on_timeout
 from dispatcher.engagement import observe
 from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
-from dispatcher.models import Attempt, Customer, Notification
+from dispatcher.models import Attempt, Customer, Notification, UTCDateTime
 from dispatcher.publisher import Doorbell
 from dispatcher.states import (
     CONFIRMED_STATES,
@@ -95,6 +102,84 @@ def _written(row: object, values: dict[str, object]) -> None:
         set_committed_value(row, name, value)
 
 
+_ATTEMPT: Any = Attempt.__table__  # type: ignore[attr-defined]
+_NOTIFICATION: Any = Notification.__table__  # type: ignore[attr-defined]
+_A, _N = _ATTEMPT.c, _NOTIFICATION.c
+#: Built statements by the columns they write (a handful of shapes in all).
+_STATEMENTS: dict[tuple[object, ...], Update] = {}
+
+
+def _settings(columns: Sequence[str]) -> dict[str, Any]:
+    return {name: bindparam(f"set_{name}") for name in columns}
+
+
+def _params(values: dict[str, object]) -> dict[str, object]:
+    return {f"set_{name}": value for name, value in values.items()}
+
+
+def _attempt_cas(columns: tuple[str, ...], token: bool) -> Update:
+    """``UPDATE attempt SET <columns> WHERE id = … AND state = … [AND claim_token = …]``."""
+    key = ("attempt", columns, token)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = update(_ATTEMPT).where(
+            _A.id == bindparam("cas_id"), _A.state == bindparam("cas_expected")
+        )
+        if token:
+            statement = statement.where(_A.claim_token == bindparam("cas_token"))
+        statement = _STATEMENTS.setdefault(key, statement.values(_settings(columns)))
+    return statement
+
+
+def _notification_move(columns: tuple[str, ...]) -> Update:
+    """``UPDATE notification SET <columns> WHERE id = … AND state IN (<open>)``."""
+    key = ("notification", columns)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS.setdefault(
+            key,
+            update(_NOTIFICATION)
+            .where(
+                _N.id == bindparam("cas_id"),
+                _N.state.in_(sorted(s.value for s in OPEN_STATES)),
+            )
+            .values(_settings(columns)),
+        )
+    return statement
+
+
+_ADD_COST = (
+    update(_NOTIFICATION)
+    .where(_N.id == bindparam("cas_id"))
+    .values(cost=_N.cost + bindparam("added", type_=_N.cost.type))
+)
+_PENDING = AttemptState.PENDING.value
+_WAITING = sorted(s.value for s in WAITING_STATES)
+#: A finished notification's attempts: pending ones cancelled, live timers cleared, in one go.
+_CLOSE_ATTEMPTS = (
+    update(_ATTEMPT)
+    .where(
+        _A.notification_id == bindparam("cas_id"),
+        or_(_A.state == _PENDING, and_(_A.state.in_(_WAITING), _A.escalate_at.is_not(None))),
+    )
+    .values(
+        state=case((_A.state == _PENDING, AttemptState.CANCELLED.value), else_=_A.state),
+        finished_at=case(
+            (_A.state == _PENDING, bindparam("now", type_=UTCDateTime())), else_=_A.finished_at
+        ),
+        escalate_at=case((_A.state.in_(_WAITING), None), else_=_A.escalate_at),
+    )
+    .returning(_A.id, _A.state, _A.finished_at, _A.escalate_at)
+)
+
+
+def _flush_new(session: Session) -> None:
+    """Core statements do not autoflush: rows added earlier in this transaction (a next
+    step's attempt) must be in the database before a statement that should see them."""
+    if any(isinstance(row, (Attempt, Notification)) for row in session.new):
+        session.flush()
+
+
 def apply(
     work: Work,
     notification: Notification,
@@ -114,12 +199,13 @@ def apply(
     values = dict(transition.values)
     added_cost = float(values["cost"]) - attempt.cost if "cost" in values else 0.0  # type: ignore[arg-type]
     if values:
-        statement = update(Attempt).where(
-            col(Attempt.id) == attempt.id, col(Attempt.state) == transition.expected.value
-        )
+        _flush_new(work.session)
+        statement = _attempt_cas(tuple(values), claim_token is not None)
+        params = _params(values)
+        params.update(cas_id=attempt.id, cas_expected=transition.expected.value)
         if claim_token is not None:
-            statement = statement.where(col(Attempt.claim_token) == claim_token)
-        result = work.session.execute(statement.values(**values), execution_options=_NO_SYNC)
+            params["cas_token"] = claim_token
+        result = work.session.execute(statement, params)
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         _written(attempt, values)
@@ -187,12 +273,7 @@ def _follow(
     """What follows a won compare-and-set: cost, history event, the notification's next move."""
     session = work.session
     if added_cost:
-        session.execute(
-            update(Notification)
-            .where(col(Notification.id) == notification.id)
-            .values(cost=Notification.cost + added_cost),
-            execution_options=_NO_SYNC,
-        )
+        session.execute(_ADD_COST, {"cas_id": notification.id, "added": added_cost})
     record(
         session,
         transition.event,
@@ -230,45 +311,32 @@ def move_notification(
     session: Session, notification: Notification, target: NotificationState, **values: object
 ) -> bool:
     """Compare-and-set a notification out of an open state."""
+    written = {"state": target.value, **values}
+    _flush_new(session)
     result = session.execute(
-        update(Notification)
-        .where(
-            col(Notification.id) == notification.id,
-            col(Notification.state).in_([s.value for s in OPEN_STATES]),
-        )
-        .values(state=target.value, **values),
-        execution_options=_NO_SYNC,
+        _notification_move(tuple(written)), {**_params(written), "cas_id": notification.id}
     )
     moved = bool(result.rowcount)  # type: ignore[attr-defined]
     if moved:
-        _written(notification, {"state": target.value, **values})
+        _written(notification, written)
     return moved
 
 
-def cancel_pending(session: Session, notification: Notification, now: datetime) -> int:
-    """Cancel attempts not yet claimed: they will never be sent."""
-    result = session.execute(
-        update(Attempt)
-        .where(
-            col(Attempt.notification_id) == notification.id,
-            col(Attempt.state) == AttemptState.PENDING.value,
-        )
-        .values(state=AttemptState.CANCELLED.value, finished_at=now)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _stop_timers(session: Session, notification: Notification) -> None:
-    """A finished notification's attempts have nothing left to escalate: clear their timers,
-    so the sweep's timer index holds only live ones."""
-    session.execute(
-        update(Attempt)
-        .where(
-            col(Attempt.notification_id) == notification.id,
-            col(Attempt.state).in_([s.value for s in WAITING_STATES]),
-        )
-        .values(escalate_at=None)
-    )
+def _close_attempts(session: Session, notification: Notification, now: datetime) -> int:
+    """Cancel the attempts not yet claimed (they will never be sent) and clear the timers
+    of those still waiting (a finished notification has nothing left to escalate, so the
+    sweep's timer index holds only live ones): one statement. Loaded rows get what it
+    wrote. Returns how many were cancelled."""
+    _flush_new(session)
+    rows = session.execute(_CLOSE_ATTEMPTS, {"cas_id": notification.id, "now": now}).all()
+    cancelled = 0
+    for attempt_id, state, finished_at, escalate_at in rows:
+        cancelled += state == AttemptState.CANCELLED.value
+        loaded = session.identity_map.get(identity_key(Attempt, attempt_id))
+        if loaded is not None:
+            written = {"state": state, "finished_at": finished_at, "escalate_at": escalate_at}
+            _written(loaded, written)
+    return cancelled
 
 
 def finish(
@@ -288,8 +356,7 @@ def finish(
         session, notification, state, finished_at=now, reason=reason, finished_channel=channel
     ):
         return False
-    cancelled = cancel_pending(session, notification, now)
-    _stop_timers(session, notification)
+    cancelled = _close_attempts(session, notification, now)
     record(
         session,
         "finished",

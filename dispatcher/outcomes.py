@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlmodel import col, select
-
+from dispatcher.claims import by_id
 from dispatcher.content import billed_units
 from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import RetryPolicy, SendReport, after_send
 from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply
-from dispatcher.models import Attempt, Notification
+from dispatcher.models import Attempt, Notification, ProviderEvent
 from dispatcher.receipts import apply_waiting, store_simulated
 from dispatcher.runtime import Runtime
 from dispatcher.states import AttemptState
@@ -98,31 +97,32 @@ def record_round(rt: Runtime, items: list[tuple[str, str, Outcome]]) -> list[str
 
     The attempts and their notifications are read in one query each. Receipts that
     arrived while the sends were in flight are looked up once, after every
-    compare-and-set of the round, so none can slip between the two.
+    compare-and-set of the round, so none can slip between the two. After the
+    commit, each provider that took a message has its failure count reset, once.
     """
     with unit_of_work(rt) as work:
         session = work.session
         ids = [attempt_id for attempt_id, _, _ in items]
-        attempts = {a.id: a for a in session.exec(select(Attempt).where(col(Attempt.id).in_(ids)))}
-        notification_ids = {a.notification_id for a in attempts.values()}
+        attempts: dict[str, Attempt] = by_id(session, Attempt, ids)
         # Held in this dict for the whole round: the session's identity map is weak, and
         # the receipts applied below would otherwise read each notification again.
-        notifications = {
-            n.id: n
-            for n in session.exec(
-                select(Notification).where(col(Notification.id).in_(notification_ids))
-            )
-        }
+        notifications: dict[str, Notification] = by_id(
+            session, Notification, {a.notification_id for a in attempts.values()}
+        )
         words: list[str] = []
         sent: list[Attempt] = []
+        due: list[tuple[Attempt, ProviderEvent]] = []
         for attempt_id, token, outcome in items:
             attempt = attempts[attempt_id]
             notification = notifications[attempt.notification_id]
-            word = record_outcome(rt, work, notification, attempt, token, outcome)
+            word = record_outcome(rt, work, notification, attempt, token, outcome, due)
             words.append(word)
             if word != "claim_lost" and outcome.result is not None:
                 sent.append(attempt)
-        apply_waiting(work, sent)
+        apply_waiting(work, sent, due)
+    # A provider that took a message is healthy again: once per provider per round.
+    for name in dict.fromkeys(o.provider.name for _, _, o in items if o.result and o.provider):
+        rt.router.health.succeeded(name)
     return words
 
 
@@ -133,11 +133,13 @@ def record_outcome(
     attempt: Attempt,
     token: str,
     outcome: Outcome,
+    due: list[tuple[Attempt, ProviderEvent]],
 ) -> str:
     """Record the outcome of a claimed send; returns a short outcome word.
 
     The caller applies the receipts that wait for the attempt afterwards
-    (:func:`~dispatcher.receipts.apply_waiting`), in the same transaction.
+    (:func:`~dispatcher.receipts.apply_waiting`), in the same transaction, and
+    the sandbox receipts due now this adds to ``due``.
     """
     session = work.session
     report = report_of(rt, outcome, attempt.channel, billed_units(attempt))
@@ -154,5 +156,8 @@ def record_outcome(
     if not apply(work, notification, attempt, transition, source="worker", claim_token=token):
         return "claim_lost"
     if report.kind == "sent" and outcome.result is not None:
-        store_simulated(session, attempt, outcome.result, work.now)
+        due.extend(
+            (attempt, event)
+            for event in store_simulated(session, attempt, outcome.result, work.now)
+        )
     return transition.outcome

@@ -36,7 +36,7 @@ def create_celery(settings: Settings) -> Celery:
         # (RabbitMQ redelivers when the consumer's connection closes; it ignores this.)
         broker_transport_options={"visibility_timeout": max(3600, int(time_limit * 10))},
         broker_connection_retry_on_startup=True,
-        worker_send_task_events=True,
+        worker_send_task_events=settings.task_events,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         task_queues=[Queue(name) for name in QUEUES],

@@ -9,7 +9,7 @@ marked ``sent`` waits in the table and is applied when the send is recorded
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,26 +70,35 @@ def store(
     return row
 
 
-def store_simulated(session: Session, attempt: Attempt, result: SendResult, now: datetime) -> None:
-    """Sandbox receipts become provider events due later, applied like real ones.
+def store_simulated(
+    session: Session, attempt: Attempt, result: SendResult, now: datetime
+) -> list[ProviderEvent]:
+    """Sandbox receipts become provider events, applied like real ones.
 
     Their ids derive from this send's own message id, so they are new by construction:
-    inserted directly, without the duplicate check real receipts need.
+    no duplicate check. Those due later are stored unapplied (the sweep applies them
+    when due); those due now are returned, not yet stored, for the caller to pass to
+    :func:`apply_waiting` in the same transaction: each is then stored once, applied,
+    without a read and an update of its own.
     """
+    due: list[ProviderEvent] = []
     for simulated in result.simulated:
-        due = now + timedelta(seconds=simulated.after)
-        session.add(
-            ProviderEvent(
-                provider=attempt.provider or "sandbox",
-                event_id=f"{result.provider_message_id}:{simulated.signal.value}"[:255],
-                kind=ReceiptKind(simulated.signal.value).value,
-                provider_message_id=result.provider_message_id,
-                reference=attempt.id,
-                received_at=now,
-                apply_after=due,
-                next_check_at=due,
-            )
+        at = now + timedelta(seconds=simulated.after)
+        event = ProviderEvent(
+            provider=attempt.provider or "sandbox",
+            event_id=f"{result.provider_message_id}:{simulated.signal.value}"[:255],
+            kind=ReceiptKind(simulated.signal.value).value,
+            provider_message_id=result.provider_message_id,
+            reference=attempt.id,
+            received_at=now,
+            apply_after=at,
+            next_check_at=at,
         )
+        if at <= now:
+            due.append(event)
+        else:
+            session.add(event)
+    return due
 
 
 def _same_sender(event: ProviderEvent, attempt: Attempt) -> bool:
@@ -302,19 +311,24 @@ def _unapplied(work: Work, attempts: list[Attempt]) -> list[ProviderEvent]:
     )
 
 
-def apply_waiting(work: Work, attempts: list[Attempt]) -> None:
-    """Apply events that arrived before (or while) these attempts were recorded as sent."""
-    if not attempts:
-        return
-    by_reference = {a.id: a for a in attempts}
-    by_message: dict[tuple[str | None, str | None], Attempt] = {
-        (a.provider, a.provider_message_id): a for a in attempts if a.provider_message_id
-    }
-    for event in _unapplied(work, attempts):
-        held = by_reference.get(event.reference or "") or by_message.get(
-            (event.provider, event.provider_message_id)
-        )
-        apply(work, event, held=held)
+def apply_waiting(
+    work: Work, attempts: list[Attempt], due: Sequence[tuple[Attempt, ProviderEvent]] = ()
+) -> None:
+    """Apply events that arrived before (or while) these attempts were recorded as sent,
+    then ``due``: new events about these attempts (sandbox receipts due now), not yet
+    stored; each is stored as applied."""
+    if attempts:
+        by_reference = {a.id: a for a in attempts}
+        by_message: dict[tuple[str | None, str | None], Attempt] = {
+            (a.provider, a.provider_message_id): a for a in attempts if a.provider_message_id
+        }
+        for event in _unapplied(work, attempts):
+            held = by_reference.get(event.reference or "") or by_message.get(
+                (event.provider, event.provider_message_id)
+            )
+            apply(work, event, held=held)
+    for attempt, event in due:
+        apply(work, event, held=attempt)
 
 
 def apply_stored(work: Work, notification_ids: Collection[str]) -> int:

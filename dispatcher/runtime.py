@@ -106,8 +106,13 @@ def build_throttle(settings: Settings, redis_client: redis.Redis | None) -> Thro
     )
 
 
-def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcnow) -> Runtime:
-    """Validate providers and cascades (fail fast) and connect the database."""
+def build_runtime(
+    settings: Settings, publisher: Publisher, clock: Clock = utcnow, *, pre_ping: bool = True
+) -> Runtime:
+    """Validate providers and cascades (fail fast) and connect the database.
+
+    ``pre_ping=False`` (the worker): no test query per pooled connection; its claims
+    retry on a dead connection instead (:func:`~dispatcher.db.retry_disconnect`)."""
     metrics.install()  # this process's committed history is counted
     engagement.install(settings)
     redis_client = redis.Redis.from_url(
@@ -115,6 +120,6 @@ def build_runtime(settings: Settings, publisher: Publisher, clock: Clock = utcno
     )
     router = build_router(settings, redis_client)
     cascades = load_cascades(settings.cascades_dir, capabilities(settings, router))
-    engine = get_engine(settings.effective_database_url, settings.db_pool_size)
+    engine = get_engine(settings.effective_database_url, settings.db_pool_size, pre_ping=pre_ping)
     throttle = build_throttle(settings, redis_client)
     return Runtime(settings, cascades, engine, router, publisher, clock, throttle=throttle)

@@ -24,7 +24,7 @@ from celery.signals import (
 
 from config.settings import get_settings
 from dispatcher import flower, logs, metrics
-from dispatcher.db import dispose_all
+from dispatcher.db import dispose_all, retry_disconnect
 from dispatcher.dispatch import send_attempt
 from dispatcher.fanout import fan_out
 from dispatcher.publisher import FAN_OUT_TASK, CeleryPublisher, task_name
@@ -87,7 +87,7 @@ def runtime() -> Runtime:
     with _building:
         if pid not in _runtime:
             _runtime.clear()
-            _runtime[pid] = build_runtime(settings, CeleryPublisher(app))
+            _runtime[pid] = build_runtime(settings, CeleryPublisher(app), pre_ping=False)
     return _runtime[pid]
 
 
@@ -136,6 +136,6 @@ for _channel in Channel:
 @app.task(name=FAN_OUT_TASK, queue="engine")
 def fan_out_broadcast(broadcast_id: str, batch: int) -> str:
     """One batch of a broadcast's members: notifications created in one transaction."""
-    outcome = fan_out(runtime(), broadcast_id, batch)
+    outcome = retry_disconnect(lambda: fan_out(runtime(), broadcast_id, batch))
     log.info("broadcast %s batch %d: %s", broadcast_id, batch, outcome)
     return outcome

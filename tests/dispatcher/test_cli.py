@@ -173,3 +173,31 @@ def test_flower_on_every_address_without_a_password_is_refused(tmp_path: Path):
     assert result.returncode == 2
     assert "set CASCADE_FLOWER_PASSWORD" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("events", [True, False])
+def test_worker_sends_task_events_as_configured(
+    events: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """``CASCADE_TASK_EVENTS=false``: the worker starts without ``-E`` (no task events
+    until a monitor enables them); by default it sends them from the start."""
+    import argparse
+
+    from dispatcher import cli
+    from tests.conftest import make_settings
+
+    started: list[list[str]] = []
+
+    def exec_(argv: list[str]) -> int:  # instead of replacing this process
+        started.append(argv)
+        return 0
+
+    monkeypatch.setattr(cli, "_exec", exec_)
+    monkeypatch.delenv("CASCADE_DB_POOL_SIZE", raising=False)  # restored after the test
+    monkeypatch.delenv("CASCADE_PROCESS", raising=False)
+    settings = make_settings(f"sqlite:///{tmp_path / 'x.db'}", "redis://127.0.0.1:1/0", tmp_path)
+    settings = settings.model_copy(update={"task_events": events})
+    args = argparse.Namespace(queues=None, concurrency=None, pool=None)
+    assert cli.cmd_worker(args, settings) == 0
+    (argv,) = started
+    assert ("-E" in argv) is events

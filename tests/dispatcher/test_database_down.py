@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, event
 from config.cascades import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.db import make_engine
+from dispatcher.dispatch import send_attempt
 from dispatcher.migrate import upgrade
 from dispatcher.publisher import RecordingPublisher
 from dispatcher.runtime import Runtime, build_router
@@ -143,4 +144,27 @@ def test_locked_sqlite_is_503(redis_base: str, tmp_path: Path):
             holder.execute("ROLLBACK")
             holder.close()
         assert api.post("/v1/notifications", json=SEND).status_code == 202
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_worker_claims_again_on_a_connection_that_died(
+    redis_base: str, tmp_path: Path, pg_scratch: tuple[str, str]
+):
+    """The worker's engine does not ping pooled connections: after pg_terminate_backend the
+    claim's first statement fails on the dead one, and the claim runs again on a fresh one."""
+    name, url = pg_scratch
+    engine = make_engine(url, pool_size=1, pre_ping=False)
+    with client_on(engine, url, redis_base, tmp_path) as api:
+        assert api.put("/v1/customers/d1", json=CUSTOMER).status_code == 200
+        assert api.post("/v1/notifications", json=SEND).status_code == 202
+        runtime = api.app.state.runtime  # type: ignore[attr-defined]
+        (bell,) = [b.attempt_id for b in runtime.publisher.published]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+        assert send_attempt(runtime, bell) == "sent"
+        assert send_attempt(runtime, bell) == "not_claimed"
     engine.dispose()

@@ -6,6 +6,8 @@ The provider is the sandbox (scripted per address); doorbells are recorded, and
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from config.settings import SandboxSettings
 from dispatcher.dispatch import send_attempt
 from dispatcher.sweep import sweep
@@ -151,6 +153,32 @@ def test_sandbox_simulated_read_is_applied_by_the_sweep(make: Make, clock: FakeC
     assert show(api, nid)["state"] == "in_progress"
     sweep(runtime, now=clock.advance(3))
     assert (show(api, nid)["state"], attempts(api, nid)) == ("read", [("push", "read")])
+
+
+def test_sandbox_receipts_due_at_once_are_stored_applied_in_the_recording(make: Make):
+    """Sandbox read at once: applied in the transaction that records the send (no sweep,
+    no SMS), each stored once, already closed, beside a real receipt that came mid-send."""
+    behaviour = SandboxBehaviour(
+        delivered_probability=1.0, delivered_after=0, read_probability=1.0, read_after=0
+    )
+    runtime, api = make(sandbox=SandboxSettings(channels={Channel.PUSH: behaviour}))
+    put_customer(api, "r8b")
+    nid = send(api, "r8b")["id"]
+    assert drain(runtime) == ["sent"]
+    assert (show(api, nid)["state"], attempts(api, nid)) == ("read", [("push", "read")])
+    assert pending_bells(runtime) == []
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT kind, outcome, attempt_id, applied_at IS NOT NULL FROM providerevent "
+                "ORDER BY id"
+            )
+        ).all()
+    attempt_id = show(api, nid)["attempts"][0]["id"]
+    assert [tuple(r) for r in rows] == [
+        ("delivered", "applied", attempt_id, True),
+        ("read", "finished", attempt_id, True),
+    ]
 
 
 def test_quiet_hours_postpone_the_step(make: Make, clock: FakeClock):

@@ -98,3 +98,25 @@ def test_many_threads_send_each_attempt_exactly_once(make: Make):
         assert attempts(api, nid) == [("push", "sent")]
         events = [e["type"] for e in show(api, nid)["events"]]
         assert events.count("sent") == 1
+
+
+def test_a_round_resets_each_providers_failures_once(make: Make):
+    """Three sends on one provider recorded together: its failure count is reset (a success
+    ends a run of failures) with one Redis command for the round, not one per send."""
+    runtime, api = make()
+    _customers(api, 3)
+    bells = pending_bells(runtime)
+    claimed = claim_round(runtime, [(bell, None) for bell in bells])
+    items = []
+    for bell, c in zip(bells, claimed, strict=True):
+        assert not isinstance(c.prepared, str)
+        message, (provider, *_) = c.prepared
+        items.append((bell, str(c.token), Outcome(provider, result=provider.send(message))))
+    health = runtime.router.health
+    health.failed("sandbox", "not_sent", runtime.now())
+    client = health._redis
+    assert client.exists("cascade:health:failures:sandbox")
+    client.config_resetstat()
+    assert record_round(runtime, items) == ["sent", "sent", "sent"]
+    assert not client.exists("cascade:health:failures:sandbox")
+    assert client.info("commandstats")["cmdstat_del"]["calls"] == 1
