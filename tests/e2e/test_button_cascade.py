@@ -52,16 +52,6 @@ def later(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
-def step_done(w: World, nid: str, step: int) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        attempts = w.show(nid)["attempts"]
-        if len(attempts) > step and attempts[step]["state"] not in ("pending", "sending"):
-            return dict(attempts[step])
-        return None
-
-    return wait_until(probe, what=f"step {step} to be sent")
-
-
 def press(w: World, data: str, chat: str, query_id: str, secret: str = HOOK_SECRET) -> int:
     """POST a ``callback_query`` update to our Telegram webhook, as Telegram does."""
     headers, body = telegram.callback_update(
@@ -114,9 +104,9 @@ def test_a_press_stops_the_cascade_and_no_press_sends_one_sms(
                     "/v1/notifications",
                     json={"customer_id": who, "cascade": "confirm", "content": {"text": "Hi"}},
                 ).json()["id"]
-                step_done(w, nids[who], 0)
+                w.step_done(nids[who], 0)
             sweep(w.runtime, now=later(61))  # both pushes unread: Telegram goes out
-            tg = {who: step_done(w, nid, 1) for who, nid in nids.items()}
+            tg = {who: w.step_done(nid, 1) for who, nid in nids.items()}
             assert [tg["a"]["state"], tg["b"]["state"]] == ["sent", "sent"]
             buttons = {
                 sent["chat"]["id"]: sent["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
@@ -153,7 +143,7 @@ def test_a_press_stops_the_cascade_and_no_press_sends_one_sms(
             assert w.show(nids["b"])["state"] == "in_progress"
 
             sweep(w.runtime, now=later(200))  # Telegram's timeout passed: B escalates
-            sms = step_done(w, nids["b"], 2)
+            sms = w.step_done(nids["b"], 2)
             sweep(w.runtime, now=later(500))  # and past the SMS step's: nothing is resent
             wait_until(lambda: w.show(nids["b"])["state"] == "exhausted", what="B exhausted")
 

@@ -15,12 +15,11 @@ import pytest
 
 from dispatcher.migrate import upgrade
 from dispatcher.sweep import sweep
-from tests.e2e.world import World, world
+from tests.e2e.world import world
 from tests.simulators import twilio
 from tests.simulators.server import serve
 from tests.simulators.smtp import SmtpSim
 from tests.support.scenario import PHONE
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,16 +37,6 @@ steps:
 
 def later(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
-def step_done(w: World, nid: str, step: int) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        attempts = w.show(nid)["attempts"]
-        if len(attempts) > step and attempts[step]["state"] not in ("pending", "sending"):
-            return dict(attempts[step])
-        return None
-
-    return wait_until(probe, what=f"step {step} to be sent")
 
 
 def tracked_links(smtp: SmtpSim, address: str, public: str) -> set[str]:
@@ -121,7 +110,7 @@ def test_click_stops_the_cascade_preview_does_not(redis_base: str, tmp_path: Pat
                     },
                 ).json()["id"]
             for nid in ids.values():
-                assert step_done(w, nid, 0)["state"] == "sent"
+                assert w.step_done(nid, 0)["state"] == "sent"
             (clicked,) = tracked_links(smtp, "clicker@example.com", w.public_url)
             (previewed,) = tracked_links(smtp, "previewed@example.com", w.public_url)
             # The API's injected clock: the visits come a while after the sends.
@@ -135,7 +124,7 @@ def test_click_stops_the_cascade_preview_does_not(redis_base: str, tmp_path: Pat
             assert w.show(ids["clicker"])["state"] == "clicked"
             assert w.show(ids["previewed"])["state"] == "in_progress"
             sweep(w.runtime, now=later(61))
-            sms = step_done(w, ids["previewed"], 1)
+            sms = w.step_done(ids["previewed"], 1)
             assert (sms["channel"], sms["provider"], sms["state"]) == ("sms", "twilio", "sent")
             sweep(w.runtime, now=later(62))
             assert w.attempts(ids["clicker"]) == [("email", "smtp", "read")]

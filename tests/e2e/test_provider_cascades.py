@@ -15,7 +15,7 @@ import pytest
 
 from dispatcher.migrate import upgrade
 from dispatcher.sweep import sweep
-from tests.e2e.world import World, world
+from tests.e2e.world import world
 from tests.simulators import fcm, telegram, twilio, whatsapp
 from tests.simulators.server import serve
 from tests.simulators.smtp import SmtpSim
@@ -29,16 +29,6 @@ PUSH_TOKEN = "device-" + "y" * 40
 
 def later(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
-def step_done(w: World, nid: str, step: int) -> dict[str, object]:
-    def probe() -> dict[str, object] | None:
-        attempts = w.show(nid)["attempts"]
-        if len(attempts) > step and attempts[step]["state"] not in ("pending", "sending"):
-            return dict(attempts[step])
-        return None
-
-    return wait_until(probe, what=f"step {step} to be sent")
 
 
 @pytest.fixture(name="db")
@@ -102,9 +92,9 @@ def test_fcm_unread_then_whatsapp_read_no_sms(db: str, redis_base: str, tmp_path
                     "content": {"text": "Parcel at the door"},
                 },
             ).json()["id"]
-            assert step_done(w, nid, 0)["state"] == "sent"
+            assert w.step_done(nid, 0)["state"] == "sent"
             sweep(w.runtime, now=later(61))
-            wa = step_done(w, nid, 1)
+            wa = w.step_done(nid, 1)
             assert wa_sim.sent[0]["type"] == "text"
             answer = httpx.post(
                 f"{wa_url}/_sim/callback",
@@ -192,12 +182,12 @@ def test_fcm_telegram_smtp_twilio_delivered(db: str, redis_base: str, tmp_path: 
                     "content": {"text": "Parcel at the door"},
                 },
             ).json()["id"]
-            step_done(w, nid, 0)
+            w.step_done(nid, 0)
             sweep(w.runtime, now=later(61))
-            assert step_done(w, nid, 1)["error_code"] is not None  # telegram: 403 blocked
-            assert step_done(w, nid, 2)["state"] == "sent"  # e-mail went out at once
+            assert w.step_done(nid, 1)["error_code"] is not None  # telegram: 403 blocked
+            assert w.step_done(nid, 2)["state"] == "sent"  # e-mail went out at once
             sweep(w.runtime, now=later(181))
-            sms = step_done(w, nid, 3)
+            sms = w.step_done(nid, 3)
             answer = httpx.post(
                 f"{sms_url}/_sim/callback",
                 json={"message_id": sms["provider_message_id"], "status": "delivered"},

@@ -23,6 +23,7 @@ from dispatcher.runtime import Runtime, build_router, capabilities
 from tests.conftest import TEST_KEY, make_settings, truncate
 from tests.e2e.conftest import start_worker, stop, wait_ready, worker_env
 from tests.simulators.server import free_port, serve
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -42,6 +43,17 @@ class World:
 
     def webhook(self, provider: str) -> str:
         return f"{self.public_url}/v1/webhooks/{provider}"
+
+    def step_done(self, nid: str, step: int) -> dict[str, Any]:
+        """Wait until attempt ``step`` of ``nid`` exists and its send is over; return it."""
+
+        def probe() -> dict[str, Any] | None:
+            attempts = self.show(nid)["attempts"]
+            if len(attempts) > step and attempts[step]["state"] not in ("pending", "sending"):
+                return dict(attempts[step])
+            return None
+
+        return wait_until(probe, what=f"step {step} to be sent")
 
 
 @contextmanager
