@@ -29,18 +29,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from dispatcher.audience import Rows
+from dispatcher.broadcast_tables import Broadcast, BroadcastBatch, BroadcastMember
 from dispatcher.broadcasts import FANNING_OUT, SENDING
 from dispatcher.bulk import insert_rows
 from dispatcher.history import written
 from dispatcher.members import plan_batch
-from dispatcher.models import (
-    Attempt,
-    Broadcast,
-    BroadcastBatch,
-    BroadcastMember,
-    Event,
-    Notification,
-)
+from dispatcher.models import Attempt, Event, Notification
 from dispatcher.publisher import Doorbell
 from dispatcher.runtime import Runtime
 from dispatcher.work import Work, unit_of_work

@@ -25,11 +25,12 @@ from sqlmodel import Session, col, select
 from config.cascades import Cascade
 from dispatcher.affinity import Affinity
 from dispatcher.audience import MemberPlan, Rows, Shared, member_rows
+from dispatcher.broadcast_tables import Broadcast
 from dispatcher.customers import preferences_of
 from dispatcher.engagement import affinities_of
 from dispatcher.engine import Plan, PlannedStep, Profile, plan_steps, release_time
 from dispatcher.experiments import Assignment
-from dispatcher.models import Broadcast, ContactPoint, Customer, Notification
+from dispatcher.models import ContactPoint, Customer, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.schemas import PreferencesIn
 from dispatcher.states import NotificationState
