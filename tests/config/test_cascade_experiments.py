@@ -9,6 +9,7 @@ import pytest
 
 from config.cascades import CascadeConfigError, load_cascades, load_file
 from providers.base import Channel
+from tests.support.cascade_files import problems_of
 
 AB = Path(__file__).parents[1] / "experiments" / "ab.yaml"
 BASE = AB.read_text()
@@ -28,17 +29,6 @@ def test_variants_load_with_their_own_steps_and_ttl():
     assert [s.channel for s in cascade.variant("email_first").steps] == ["email", "sms"]
     assert cascade.variant("email_first").ttl == timedelta(minutes=30)
     assert cascade.every_channel() == [Channel.PUSH, Channel.SMS, Channel.EMAIL]
-
-
-def problems_of(
-    tmp_path: Path, text: str, available: set[Channel] | None = None
-) -> list[tuple[str, str, int | None]]:
-    path = tmp_path / "ab.yaml"
-    path.write_text(text)
-    with pytest.raises(CascadeConfigError) as caught:
-        load_file(path, available)
-    assert all(p.file == path for p in caught.value.problems)
-    return [(p.field, p.message, p.line) for p in caught.value.problems]
 
 
 @pytest.mark.parametrize(
@@ -105,14 +95,14 @@ def problems_of(
 )
 def test_variant_mistakes_name_the_variant_field(tmp_path, text, field, message, line):
     """Each variant is checked with the cascade's rules; the problem points into it."""
-    [(found_field, found_message, found_line)] = problems_of(tmp_path, text)
+    [(found_field, found_message, found_line)] = problems_of(tmp_path, text, name="ab.yaml")
     assert (found_field, found_line) == (field, line)
     assert message in found_message
 
 
 def test_variant_channel_without_provider_is_reported(tmp_path):
     """A channel only the variant uses must be available too (startup fails otherwise)."""
-    assert problems_of(tmp_path, BASE, {Channel.PUSH, Channel.SMS}) == [
+    assert problems_of(tmp_path, BASE, {Channel.PUSH, Channel.SMS}, "ab.yaml") == [
         (
             "experiment.variants.1.steps.0.channel",
             "no provider is configured for email and the sandbox is off",

@@ -11,6 +11,7 @@ from config.cascades import CascadeConfigError, load_cascades, load_file
 from config.durations import format_duration, parse_duration
 from config.settings import SHIPPED_CASCADES
 from providers.base import Channel
+from tests.support.cascade_files import problems_of
 
 GOOD = """\
 name: ok
@@ -30,17 +31,6 @@ def test_shipped_cascades_load():
     cascades = load_cascades(SHIPPED_CASCADES, set(Channel))
     assert {"order_status", "marketing", "demo"} <= set(cascades)
     assert "sms" not in [s.channel for s in cascades["marketing"].steps]
-
-
-def problems_of(
-    tmp_path: Path, text: str, available: set[Channel] | None = None
-) -> list[tuple[str, str, int | None]]:
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    with pytest.raises(CascadeConfigError) as caught:
-        load_file(path, available)
-    assert all(p.file == path for p in caught.value.problems)
-    return [(p.field, p.message, p.line) for p in caught.value.problems]
 
 
 @pytest.mark.parametrize(
