@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
-from sqlmodel import SQLModel
+from sqlalchemy import Engine
 
 from config.cascades import load_cascades
 from config.settings import SandboxSettings, Settings
@@ -23,6 +22,7 @@ from dispatcher.migrate import upgrade
 from dispatcher.publisher import RecordingPublisher
 from dispatcher.runtime import Runtime, build_router
 from tests.support.clock import FakeClock
+from tests.support.database import truncate
 from tests.support.services import drop_postgres_database, postgres_database, redis_server
 
 TEST_KEY = "test-api-key-0123456789"
@@ -62,17 +62,6 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield url
     get_engine(url).dispose()
     drop_postgres_database(name)
-
-
-def truncate(engine: Engine) -> None:
-    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            # The stats rollup last: deleting rows runs its triggers, which append deltas.
-            for table in sorted(tables, key=lambda name: name.startswith("stats_")):
-                connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our table names
 
 
 @pytest.fixture(name="db_engine")

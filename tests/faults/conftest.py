@@ -17,8 +17,8 @@ import pytest
 
 from dispatcher.db import get_engine
 from dispatcher.migrate import upgrade
-from tests.conftest import truncate
 from tests.faults.harness import FaultWorld, fault_world, standard_processes
+from tests.support.database import truncate
 from tests.support.processes import PrivateRedis, private_dir
 from tests.support.services import drop_postgres_database, postgres_database
 
