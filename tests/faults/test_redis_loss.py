@@ -42,5 +42,7 @@ def test_flushall_and_restart_with_hundreds_in_flight(
     report(capsys, "Redis FLUSHALL, then Redis killed and restarted empty", counts)
     assert counts.notifications == len(ids)
     counts.assert_clean()
-    assert in_flight_at_flush >= 200  # hundreds in flight, as the scenario promises
+    # Hundreds in flight, as the scenario promises: every notification whose SMS had not
+    # gone out was still open (the sent ones may already have been confirmed).
+    assert in_flight_at_flush >= NOTIFICATIONS - sent_at_flush >= 100
     assert counts.extra["republished"] >= 1  # the sweep, not luck, recovered lost doorbells
