@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1, le=1000)  #: PostgreSQL connections per process
     #: most sends one transaction claims (or records) for the threads arriving together
     batch_size: int = Field(default=100, ge=1, le=10_000)
+    #: most attempts of one channel one Celery message wakes a worker for (1: one each);
+    #: a worker sends a group's attempts concurrently (see dispatcher/send_groups.py)
+    send_group: int = Field(default=32, ge=1, le=1000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     sweep_interval: float = Field(default=1.0, gt=0)  #: seconds between beat sweeps

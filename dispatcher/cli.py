@@ -143,6 +143,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         # round: a few connections serve many threads. An explicit setting wins.
         os.environ.setdefault("CASCADE_DB_POOL_SIZE", str(min(int(concurrency), 10)))
     os.environ["CASCADE_PROCESS"] = "worker"
+    # The worker's own settings agree with the flags (send groups size their threads by them).
+    os.environ["CASCADE_WORKER_POOL"], os.environ["CASCADE_WORKER_CONCURRENCY"] = pool, concurrency
     return _exec(
         [
             sys.executable,
@@ -175,7 +177,7 @@ def cmd_beat(_: argparse.Namespace, settings: Settings) -> int:
     logs.configure("beat", settings.log_format, settings.log_level)
     celery = create_celery(settings)
     flower.install(celery, "beat")  # escalations and receipts the sweep applies, in Flower
-    rt = build_runtime(settings, CeleryPublisher(celery))
+    rt = build_runtime(settings, CeleryPublisher(celery, settings.send_group))
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
     stop = threading.Event()

@@ -3,6 +3,13 @@
 The database is committed first; a publish that fails (Redis down) loses nothing,
 because the sweep republishes pending attempts whose doorbell is older than
 ``republish_after``.
+
+The doorbells of one transaction that wake the same channel travel together: up to
+``CASCADE_SEND_GROUP`` attempt ids in one ``send.<channel>.group`` message, whose
+worker sends them concurrently (:mod:`dispatcher.send_groups`). A doorbell alone is
+``send.<channel>(attempt_id)`` as before. A message costs a worker about as much CPU
+as a send does, so a burst (a broadcast, a busy intake round, a sweep's escalations)
+pays it once per group instead of once per attempt.
 """
 
 from __future__ import annotations
@@ -52,6 +59,24 @@ def task_name(channel: str) -> str:
     return f"send.{channel}"
 
 
+def group_task_name(channel: str) -> str:
+    """The task that sends several attempts of ``channel``: ``send.sms.group`` ..."""
+    return f"send.{channel}.group"
+
+
+def grouped(doorbells: Sequence[Doorbell], size: int) -> list[list[Doorbell]]:
+    """The doorbells by channel, in chunks of at most ``size``; first-rung order kept."""
+    by_channel: dict[str, list[Doorbell]] = {}
+    for bell in doorbells:
+        by_channel.setdefault(bell.channel, []).append(bell)
+    step = max(1, size)
+    return [
+        bells[start : start + step]
+        for bells in by_channel.values()
+        for start in range(0, len(bells), step)
+    ]
+
+
 def _quietly(app: Any, producer: Any, bell: Doorbell, kwargs: dict[str, str]) -> None:
     """The message ``send_task`` would publish, without its ``task-sent`` event, its
     argument reprs computed by ``saferepr`` or its retry wrapper (a failure is logged
@@ -70,12 +95,31 @@ def _quietly(app: Any, producer: Any, bell: Doorbell, kwargs: dict[str, str]) ->
     app.amqp.send_task_message(producer, name, message, queue=bell.channel, retry=False)
 
 
-class CeleryPublisher:
-    """Publishes ``send.<channel>(attempt_id, notification_id=…)`` to queue ``<channel>``:
-    ids only."""
+def _group(app: Any, producer: Any, bells: list[Doorbell]) -> None:
+    """One message for several attempts of one channel: ids only, as every message."""
+    channel = bells[0].channel
+    args = [[bell.attempt_id for bell in bells]]
+    kwargs = {"notification_ids": [bell.notification_id for bell in bells]}
+    if all(bell.announce for bell in bells):
+        app.send_task(
+            group_task_name(channel), args=args, kwargs=kwargs, queue=channel, producer=producer
+        )
+        return
+    name = group_task_name(channel)
+    message = app.amqp.create_task_message(
+        str(uuid.uuid4()), name, args, kwargs, create_sent_event=False, ignore_result=None
+    )
+    app.amqp.send_task_message(producer, name, message, queue=channel, retry=False)
 
-    def __init__(self, app: object) -> None:
+
+class CeleryPublisher:
+    """Publishes ``send.<channel>(attempt_id, notification_id=…)`` to queue ``<channel>``,
+    or ``send.<channel>.group([attempt_id, …], notification_ids=[…])`` for several: ids
+    only. ``group``: the most attempts one message carries (1: one message each)."""
+
+    def __init__(self, app: object, group: int = 1) -> None:
         self._app = app
+        self._group = max(1, group)
 
     def publish(self, doorbells: Sequence[Doorbell]) -> None:
         """All the doorbells of one transaction in one go: on Redis, one pipeline
@@ -85,7 +129,11 @@ class CeleryPublisher:
         app: Any = self._app
         try:
             with app.producer_or_acquire() as producer, producer.batch():
-                for bell in doorbells:
+                for bells in grouped(doorbells, self._group):
+                    if len(bells) > 1:
+                        _group(app, producer, bells)
+                        continue
+                    bell = bells[0]
                     kwargs = (
                         {"notification_id": bell.notification_id} if bell.notification_id else {}
                     )

@@ -27,10 +27,11 @@ from dispatcher import flower, logs, metrics
 from dispatcher.db import dispose_all, retry_disconnect
 from dispatcher.dispatch import send_attempt
 from dispatcher.fanout import fan_out
-from dispatcher.publisher import FAN_OUT_TASK, CeleryPublisher, task_name
+from dispatcher.publisher import FAN_OUT_TASK, CeleryPublisher, group_task_name, task_name
 from dispatcher.queues import create_celery
 from dispatcher.readiness import Presence
 from dispatcher.runtime import Runtime, build_runtime
+from dispatcher.send_groups import SendThreads, threads_per_process
 from providers.base import Channel
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ def runtime() -> Runtime:
     with _building:
         if pid not in _runtime:
             _runtime.clear()
-            _runtime[pid] = build_runtime(settings, CeleryPublisher(app), pre_ping=False)
+            publisher = CeleryPublisher(app, settings.send_group)
+            _runtime[pid] = build_runtime(settings, publisher, pre_ping=False)
     return _runtime[pid]
 
 
@@ -101,16 +103,19 @@ def _after_fork(**_: Any) -> None:
 @worker_shutdown.connect
 def close_runtime(**_: Any) -> None:
     """Close this process's provider connections (APNs keeps an HTTP/2 one) on the way out."""
+    _send_threads.shutdown()
     built = _runtime.pop(os.getpid(), None)
     if built is not None:
         built.close()
 
 
+_send_threads = SendThreads()
+
+
 def _register_send(channel: Channel) -> None:
     latency = metrics.SEND_SECONDS.labels(channel.value)
 
-    def send(attempt_id: str, notification_id: str | None = None) -> str:
-        """Send one attempt; Flower shows its outcome as the task's state (see flower.py)."""
+    def send_one(attempt_id: str, notification_id: str | None) -> flower.SendOutcome:
         started = time.perf_counter()
         with flower.watching(attempt_id) as rows:
             outcome = send_attempt(runtime(), attempt_id)
@@ -118,15 +123,27 @@ def _register_send(channel: Channel) -> None:
         sent = flower.describe(outcome, attempt_id, rows)
         ids = {"notification_id": notification_id, "channel": channel.value}
         log.info("attempt %s: %s", attempt_id, outcome, extra={**ids, **sent.fields})
-        return flower.task_result(sent)
+        return sent
+
+    def send(attempt_id: str, notification_id: str | None = None) -> str:
+        """Send one attempt; Flower shows its outcome as the task's state (see flower.py)."""
+        return flower.task_result(send_one(attempt_id, notification_id))
+
+    def send_group(attempt_ids: list[str], notification_ids: list[str] | None = None) -> str:
+        """Send several attempts at once (see send_groups.py); Flower shows them counted."""
+        notes = list(notification_ids or [])
+        pairs = [(a, notes[i] if i < len(notes) else "") for i, a in enumerate(attempt_ids)]
+        size = threads_per_process(
+            settings.worker_pool, settings.worker_concurrency, settings.send_group
+        )
+        return flower.group_result(_send_threads.run_all(send_one, pairs, size))
 
     send.__name__ = f"send_{channel.value}"
+    send_group.__name__ = f"send_{channel.value}_group"
     # ``throws``: expected outcomes, logged in one line without a traceback.
-    app.task(
-        name=task_name(channel.value),
-        queue=channel.value,
-        throws=(flower.SendFailed, flower.OutcomeUnknown),
-    )(send)
+    throws = (flower.SendFailed, flower.OutcomeUnknown)
+    app.task(name=task_name(channel.value), queue=channel.value, throws=throws)(send)
+    app.task(name=group_task_name(channel.value), queue=channel.value, throws=throws)(send_group)
 
 
 for _channel in Channel:

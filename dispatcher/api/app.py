@@ -74,4 +74,4 @@ def production_app() -> FastAPI:
     logs.configure("api", settings.log_format, settings.log_level)
     celery = create_celery(settings)
     flower.install(celery, "api")  # receipts applied here appear in Flower
-    return create_app(build_runtime(settings, CeleryPublisher(celery)))
+    return create_app(build_runtime(settings, CeleryPublisher(celery, settings.send_group)))

@@ -146,6 +146,21 @@ def test_send_outcome_is_the_task_state(outcome: str, row: Row | None, expected:
     assert str(raised.value) == shown[1]
 
 
+def test_a_group_shows_its_outcomes_counted():
+    """All sent: SUCCESS with the count; one failed or unknown: FAILURE naming all of them."""
+    sent, failed = flower.SendOutcome("sent", "fcm"), flower.SendOutcome("failed", "fcm", "gone")
+    assert flower.group_result([sent, sent]) == "2 attempts: 2 sent via fcm"
+    with pytest.raises(
+        flower.SendFailed, match=r"^3 attempts: 2 sent via fcm, 1 failed via fcm: gone$"
+    ):
+        flower.group_result([sent, failed, sent])
+    unknown = flower.SendOutcome("unknown", "smsru", "read")
+    retry = flower.SendOutcome("retry", "smsru", "429", 5.0)
+    with pytest.raises(flower.OutcomeUnknown, match="1 unknown via smsru: read"):
+        flower.group_result([retry, unknown])
+    assert flower.group_result([retry]) == "1 attempt: 1 retry via smsru: 429"
+
+
 def test_flower_rows_for_receipts_and_escalations_only():
     """Receipts (not the worker's own outcomes) and escalations get a row; ids only."""
     base = {"attempt_id": "a1", "notification_id": "n1", "channel": "push"}

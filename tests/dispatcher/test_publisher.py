@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from dispatcher.publisher import CeleryPublisher, Doorbell
+from dispatcher.publisher import CeleryPublisher, Doorbell, grouped
 from dispatcher.queues import create_celery
 from tests.conftest import make_settings
 
@@ -71,3 +71,38 @@ def test_a_quiet_doorbell_is_the_same_task_message_without_the_sent_event(
     )
     assert quiet["properties"]["delivery_info"] == loud["properties"]["delivery_info"]
     events.close()
+
+
+def test_doorbells_of_one_channel_travel_in_groups(redis_url: str, tmp_path: Path):
+    """Five vk doorbells and one viber, groups of two: three vk messages (2, 2, 1) and one
+    viber message; a group carries its attempt and notification ids, nothing else."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    settings = make_settings("sqlite://", redis_url, tmp_path)
+    publisher = CeleryPublisher(create_celery(settings), group=2)
+    bells = [Doorbell(f"a{i}", "vk", f"n{i}") for i in range(5)]
+    publisher.publish([*bells[:3], Doorbell("b", "viber", "m"), *bells[3:]])
+    messages = [json.loads(raw) for raw in reversed(client.lrange("vk", 0, -1))]
+    bodies = [
+        (m["headers"]["task"], *json.loads(base64.b64decode(m["body"]))[:2]) for m in messages
+    ]
+    assert bodies == [
+        ("send.vk.group", [["a0", "a1"]], {"notification_ids": ["n0", "n1"]}),
+        ("send.vk.group", [["a2", "a3"]], {"notification_ids": ["n2", "n3"]}),
+        ("send.vk", ["a4"], {"notification_id": "n4"}),
+    ]
+    assert publisher.queue_depth("viber") == 1
+
+
+def test_grouped_keeps_each_channels_order_and_the_size():
+    bells = [Doorbell(f"a{i}", "sms" if i % 3 else "push") for i in range(10)]
+    groups = grouped(bells, 3)
+    assert [[b.attempt_id for b in group] for group in groups] == [
+        ["a0", "a3", "a6"],
+        ["a9"],
+        ["a1", "a2", "a4"],
+        ["a5", "a7", "a8"],
+    ]
+    assert grouped(bells, 0) == [
+        [bell] for bell in sorted(bells, key=lambda b: b.channel != "push")
+    ]

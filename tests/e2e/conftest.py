@@ -20,7 +20,8 @@ from dispatcher.db import get_engine
 from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import QUEUES, create_celery
 from dispatcher.runtime import Runtime, build_router
-from tests.conftest import AUTH, CASCADES, TEST_KEY, make_settings, truncate
+from tests.conftest import AUTH, CASCADES, TEST_KEY, make_settings
+from tests.support.database import truncate
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ def _e2e_runtime(stack: Stack) -> Runtime:
     stack.outbox.unlink(missing_ok=True)
     router = build_router(settings, redis.Redis.from_url(settings.redis_url))
     cascades = load_cascades(settings.cascades_dir, router.available_channels())
-    publisher = CeleryPublisher(create_celery(settings))
+    publisher = CeleryPublisher(create_celery(settings), settings.send_group)
     return Runtime(settings, cascades, engine, router, publisher)
 
 

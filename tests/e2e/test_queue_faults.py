@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 from fastapi.testclient import TestClient
 
-from dispatcher.publisher import Doorbell, Publisher
+from dispatcher.publisher import CeleryPublisher, Doorbell, Publisher
 from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
@@ -77,6 +77,43 @@ def test_same_message_twice_calls_provider_once(
     assert len(sends_for(stack.outbox, {attempt_id})) == 1
 
 
+def test_a_group_delivered_twice_sends_each_attempt_once(
+    e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
+):
+    """Three push attempts woken by one ``send.push.group`` message, delivered twice (the
+    worker's two processes may take one copy each): each attempt is sent once."""
+    app = create_celery(stack.settings)
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    stop_consuming(app, "push")
+    try:
+        bells = []
+        for n in range(3):
+            put_customer(e2e_api, f"c-group-{n}")
+            nid = send(e2e_api, f"c-group-{n}")["id"]
+            bells.append(Doorbell(show(e2e_api, nid)["attempts"][0]["id"], "push", nid))
+        client.delete("push")  # their single doorbells: the group below wakes them instead
+        grouping = CeleryPublisher(app, group=32)
+        grouping.publish(bells)
+        grouping.publish(bells)
+        raw = queued(client, "push")
+        assert len(raw) == 2
+        for secret in (PHONE, EMAIL, TEXT, PUSH_TOKEN):
+            assert secret.encode() not in raw[0]
+        assert json.loads(raw[0])["headers"]["task"] == "send.push.group"
+    finally:
+        app.control.add_consumer("push", reply=True, timeout=30, limit=1)
+    ids = [bell.attempt_id for bell in bells]
+    wait_until(
+        lambda: all(stack.log.read_text().count(f"attempt {a}:") >= 2 for a in ids),
+        what="both copies of the group to be processed",
+    )
+    log = stack.log.read_text()
+    for attempt_id in ids:
+        assert log.count(f"attempt {attempt_id}: sent") == 1
+        assert log.count(f"attempt {attempt_id}: not_claimed") == 1
+    assert len(sends_for(stack.outbox, set(ids))) == 3
+
+
 def step_sent(api: TestClient, nid: str, step: int) -> bool:
     found = show(api, nid)["attempts"]
     return len(found) > step and found[step]["state"] == "sent"
@@ -93,11 +130,11 @@ def queued(client: redis.Redis, queue: str) -> list[bytes]:
 
 
 def queued_attempts(client: redis.Redis, queue: str) -> list[str]:
-    """The attempt ids of the task messages waiting in ``queue``."""
-    ids = []
+    """The attempt ids of the task messages waiting in ``queue`` (a group's too)."""
+    ids: list[str] = []
     for raw in queued(client, queue):
         args, _, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        ids.extend(args)
+        ids.extend(args[0] if isinstance(args[0], list) else args)
     return ids
 
 

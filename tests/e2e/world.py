@@ -20,9 +20,10 @@ from dispatcher.db import get_engine
 from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime, build_router, capabilities
-from tests.conftest import TEST_KEY, make_settings, truncate
+from tests.conftest import TEST_KEY, make_settings
 from tests.e2e.conftest import start_worker, stop, wait_ready, worker_env
 from tests.simulators.server import free_port, serve
+from tests.support.database import truncate
 from tests.support.waiting import wait_until
 
 
@@ -83,7 +84,13 @@ def world(
     client.flushdb()
     router = build_router(settings, client)
     cascades = load_cascades(settings.cascades_dir, capabilities(settings, router))
-    runtime = Runtime(settings, cascades, engine, router, CeleryPublisher(create_celery(settings)))
+    runtime = Runtime(
+        settings,
+        cascades,
+        engine,
+        router,
+        CeleryPublisher(create_celery(settings), settings.send_group),
+    )
     env = worker_env(settings, data / "outbox.jsonl")
     env["CASCADE_PUBLIC_URL"] = public
     env["CASCADE_CHANNELS"] = json.dumps(channels)

@@ -36,11 +36,12 @@ from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import QUEUES, create_celery
 from dispatcher.runtime import Runtime, build_router
 from dispatcher.states import OPEN_STATES
-from tests.conftest import AUTH, make_settings, truncate
+from tests.conftest import AUTH, make_settings
 from tests.e2e.conftest import wait_ready, worker_env
 from tests.faults.counts import Counts
 from tests.simulators import twilio
 from tests.simulators.server import serve
+from tests.support.database import truncate
 from tests.support.processes import dispatcher_process, stop, wait_children
 from tests.support.waiting import wait_until
 
@@ -61,6 +62,10 @@ steps:
 MESSAGES = "/Messages.json"
 #: Worker timings, short enough that a killed claim is recovered within seconds.
 TIMINGS = {"sweep_interval": 0.5, "republish_after": 3.0, "sending_stale_after": 6.0}
+#: Doorbells travel in pairs here: every scenario runs send groups (a SIGKILL takes a
+#: group's in-flight sends with it), and the paid sends still last long enough (4
+#: children x 2 in flight, 0.5 s each) for a scenario to kill, flush or restart mid-send.
+SEND_GROUP = 2
 
 
 class SlowAnswers:
@@ -291,7 +296,7 @@ def fault_world(
         url = stack.enter_context(serve(SlowAnswers(sim, delay)))
         channels = {"sms": ["twilio"]}
         providers = twilio_providers(url)
-        values = {**TIMINGS, **timings}
+        values = {**TIMINGS, "send_group": SEND_GROUP, **timings}
         settings = make_settings(
             database_url,
             redis_url,
@@ -306,7 +311,7 @@ def fault_world(
         redis.Redis.from_url(redis_url).flushdb()
         router = build_router(settings, redis.Redis.from_url(redis_url))
         known = load_cascades(cascades, router.available_channels())
-        publisher = CeleryPublisher(create_celery(settings))
+        publisher = CeleryPublisher(create_celery(settings), settings.send_group)
         runtime = Runtime(settings, known, engine, router, publisher)
         env = worker_env(settings, data / "outbox.jsonl")
         env["CASCADE_CASCADES_DIR"] = str(cascades)
