@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from config.cascades import Cascade, CascadeConfigError, load_cascades
+from config.cascade_files import CascadeConfigError, load_cascades
+from config.cascades import Cascade
 from config.settings import Settings, SettingsError, get_settings
 from dispatcher import __version__, experiment_commands, logs, remote
 from dispatcher.client import ApiError
