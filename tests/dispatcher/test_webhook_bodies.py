@@ -23,9 +23,10 @@ from dispatcher.db import get_engine
 from dispatcher.models import ProviderEvent
 from dispatcher.publisher import RecordingPublisher
 from dispatcher.runtime import Runtime, build_router
-from tests.conftest import make_settings, truncate
+from tests.conftest import make_settings
 from tests.simulators import mailgun, smsru, telegram, twilio, viber, vk, whatsapp
 from tests.support.clock import FakeClock
+from tests.support.database import truncate
 
 PUBLIC = "http://cascade.test"
 TG_SECRET = "tg-secret-123"

@@ -20,7 +20,8 @@ from dispatcher.db import get_engine
 from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import QUEUES, create_celery
 from dispatcher.runtime import Runtime, build_router
-from tests.conftest import AUTH, CASCADES, TEST_KEY, make_settings, truncate
+from tests.conftest import AUTH, CASCADES, TEST_KEY, make_settings
+from tests.support.database import truncate
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,8 +30,9 @@ from dispatcher.publisher import CeleryPublisher, Doorbell
 from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime, build_router
 from dispatcher.sweep import sweep
-from tests.conftest import AUTH, make_settings, truncate
+from tests.conftest import AUTH, make_settings
 from tests.e2e.conftest import start_worker, stop, worker_env
+from tests.support.database import truncate
 from tests.support.scenario import attempts, put_customer, receipt, send, sends_for, show
 from tests.support.services import rabbitmq_vhost
 from tests.support.waiting import wait_until

@@ -20,9 +20,10 @@ from dispatcher.db import get_engine
 from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import create_celery
 from dispatcher.runtime import Runtime, build_router, capabilities
-from tests.conftest import TEST_KEY, make_settings, truncate
+from tests.conftest import TEST_KEY, make_settings
 from tests.e2e.conftest import start_worker, stop, wait_ready, worker_env
 from tests.simulators.server import free_port, serve
+from tests.support.database import truncate
 from tests.support.waiting import wait_until
 
 

@@ -36,11 +36,12 @@ from dispatcher.publisher import CeleryPublisher
 from dispatcher.queues import QUEUES, create_celery
 from dispatcher.runtime import Runtime, build_router
 from dispatcher.states import OPEN_STATES
-from tests.conftest import AUTH, make_settings, truncate
+from tests.conftest import AUTH, make_settings
 from tests.e2e.conftest import wait_ready, worker_env
 from tests.faults.counts import Counts
 from tests.simulators import twilio
 from tests.simulators.server import serve
+from tests.support.database import truncate
 from tests.support.processes import dispatcher_process, stop, wait_children
 from tests.support.waiting import wait_until
 
