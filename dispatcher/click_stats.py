@@ -16,7 +16,7 @@ from sqlalchemy import case, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
-from dispatcher.models import LinkClick
+from dispatcher.receipt_tables import LinkClick
 
 #: The most links listed, by clicks.
 TOP_LINKS = 50

@@ -16,8 +16,9 @@ from sqlmodel import Session
 from dispatcher.decisions import NOT_YET_SENT, on_click
 from dispatcher.lifecycle import apply
 from dispatcher.links import find_links, link_key, read_token
-from dispatcher.models import Attempt, LinkClick, Notification
+from dispatcher.models import Attempt, Notification
 from dispatcher.previews import not_a_click
+from dispatcher.receipt_tables import LinkClick
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState
 from dispatcher.work import unit_of_work

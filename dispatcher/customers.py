@@ -18,8 +18,8 @@ from dispatcher.customer_schemas import (
     PreferencesPatch,
     QuietHours,
 )
+from dispatcher.customer_tables import ContactPoint, Customer
 from dispatcher.engine import Profile
-from dispatcher.models import ContactPoint, Customer
 from providers.base import Channel
 
 

@@ -18,13 +18,15 @@ from sqlalchemy import or_, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from dispatcher.customer_tables import ContactPoint
 from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import NOT_YET_SENT, on_receipt
 from dispatcher.history import record
 from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply as apply_transition
-from dispatcher.models import Attempt, ContactPoint, Notification, ProviderEvent
+from dispatcher.models import Attempt, Notification
 from dispatcher.publisher import Doorbell
+from dispatcher.receipt_tables import ProviderEvent
 from dispatcher.states import OPEN_STATES
 from dispatcher.work import Work
 from providers.base import Channel, ReceiptEvent, ReceiptKind, SendResult

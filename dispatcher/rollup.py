@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from dispatcher import savings, stats
 from dispatcher.click_stats import clicked_per_channel
-from dispatcher.models import UTCDateTime
+from dispatcher.columns import UTCDateTime
 from dispatcher.rollup_triggers import Kind, kinds, read_bin, seconds_to_read
 from dispatcher.savings import Bucket, SeriesRow
 from dispatcher.states import NotificationState

@@ -424,7 +424,7 @@ def test_mailgun_tokens_are_forgotten_once_stale(setup: Setup, clock: FakeClock)
     """Stored tokens are deleted when their timestamps could no longer be accepted."""
     from sqlmodel import Session, select
 
-    from dispatcher.models import WebhookNonce
+    from dispatcher.receipt_tables import WebhookNonce
 
     def tokens() -> set[str]:
         with Session(setup.runtime.engine) as session:
