@@ -33,8 +33,8 @@ from dispatcher.lifecycle import apply, escalate_many, finish
 from dispatcher.models import OPEN_PREDICATE, Attempt, Notification, timer_predicate
 from dispatcher.outcomes import price
 from dispatcher.publisher import Doorbell
+from dispatcher.receipt_application import apply as apply_receipt
 from dispatcher.receipt_tables import ProviderEvent
-from dispatcher.receipts import apply as apply_receipt
 from dispatcher.receipts import apply_stored
 from dispatcher.rollup_ledger import compact
 from dispatcher.runtime import Runtime
