@@ -15,11 +15,11 @@ from sqlmodel import Session, col, select
 
 from dispatcher.customer_tables import ContactPoint
 from dispatcher.customers import mark_contact_invalid
-from dispatcher.decisions import NOT_YET_SENT, on_receipt
 from dispatcher.history import record
 from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply as apply_transition
 from dispatcher.models import Attempt, Notification
+from dispatcher.receipt_decisions import NOT_YET_SENT, on_receipt
 from dispatcher.receipt_tables import ProviderEvent
 from dispatcher.states import OPEN_STATES
 from dispatcher.work import Work

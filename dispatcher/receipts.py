@@ -19,10 +19,10 @@ from sqlalchemy import or_, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from dispatcher.decisions import NOT_YET_SENT
 from dispatcher.models import Attempt
 from dispatcher.publisher import Doorbell
 from dispatcher.receipt_application import apply
+from dispatcher.receipt_decisions import NOT_YET_SENT
 from dispatcher.receipt_tables import ProviderEvent
 from dispatcher.work import Work
 from providers.base import ReceiptEvent, ReceiptKind, SendResult
