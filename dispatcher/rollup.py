@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
-from dispatcher import savings, stats
+from dispatcher import channel_stats, savings, stats
 from dispatcher.click_stats import clicked_per_channel
 from dispatcher.columns import UTCDateTime
 from dispatcher.rollup_triggers import Kind, kinds, read_bin, seconds_to_read
@@ -163,7 +163,7 @@ def sums(session: Session, kind: Kind, cut: Plan, cascade: str | None) -> Sums:
     return {key: values for key, values in total.items() if round(values[0]) != 0}
 
 
-def _groups(notifications: Sums) -> list[stats.Group]:
+def _groups(notifications: Sums) -> list[channel_stats.Group]:
     merged: Sums = {}
     for (_, _, state, channel, sms), values in notifications.items():
         _add(merged, {(state, channel, sms): values})
@@ -174,7 +174,7 @@ def _groups(notifications: Sums) -> list[stats.Group]:
     ]
 
 
-def _channel_rows(attempts: Sums) -> list[stats.ChannelRow]:
+def _channel_rows(attempts: Sums) -> list[channel_stats.ChannelRow]:
     merged: Sums = {}
     for (_, _, channel), values in attempts.items():
         _add(merged, {(channel,): values})
@@ -262,12 +262,12 @@ def summary(
     for channel, bins in _bins(sums(session, read, cut, cascade)).items():
         median = _median(session, channel, bins, (since, until, cascade))
         if median is None:  # the rows moved under us: the reference's way, for this answer
-            median = stats.medians_to_read(session, since, until, cascade).get(channel)
+            median = channel_stats.medians_to_read(session, since, until, cascade).get(channel)
         if median is not None:
             medians[channel] = median
-    finished = stats.finished_on(session, since, until, cascade, groups)
+    finished = channel_stats.finished_on(session, since, until, cascade, groups)
     clicks = clicked_per_channel(session, since, until, cascade)  # link clicks: few rows
-    channels = stats.channel_figures(
+    channels = channel_stats.channel_figures(
         _channel_rows(sums(session, attempt, cut, cascade)), medians, finished, clicks
     )
     return stats.assemble(session, since, until, cascade, sms_cost, groups, channels)
