@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from bench.stack import CASCADE_YAML, KEY
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from config.settings import SandboxSettings, Settings
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine

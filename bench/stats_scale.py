@@ -44,7 +44,7 @@ from sqlmodel import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from config.settings import Settings
 from dispatcher import latency, stats
 from dispatcher.api.app import create_app

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from dispatcher.models import json_column, new_id, utc_column
+from dispatcher.columns import json_column, new_id, utc_column
 
 
 class Broadcast(SQLModel, table=True):

@@ -19,14 +19,16 @@ from sqlmodel import Session, col, select
 
 from config.cascades import Cascade
 from config.settings import Settings
+from dispatcher.broadcast_schemas import BroadcastIn, BroadcastOut
 from dispatcher.broadcast_tables import Broadcast, BroadcastMember
 from dispatcher.content import render_variants
+from dispatcher.customer_tables import Customer
 from dispatcher.customers import FieldError
 from dispatcher.history import record
 from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict
-from dispatcher.models import Attempt, Customer, Event, Notification
-from dispatcher.schemas import BroadcastIn, BroadcastOut, NotificationIn
+from dispatcher.models import Attempt, Event, Notification
+from dispatcher.schemas import NotificationIn
 from dispatcher.states import (
     CONFIRMED_STATES,
     OPEN_STATES,

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, insert
 
-from dispatcher.models import UTCDateTime
+from dispatcher.columns import UTCDateTime
 
 Row = dict[str, Any]
 

@@ -2,7 +2,7 @@
 
 A link is its target page (no query or fragment) on a channel: how many counted clicks
 it got and from how many messages (each message's first click is the one that confirms).
-The rate per channel is in the channel rows (:func:`dispatcher.stats.channel_stats`),
+The rate per channel is in the channel rows (:func:`dispatcher.channel_stats.channel_stats`),
 counted here from the first clicks: the attempts' period index stays the only thing the
 channel rows read from ``attempt``.
 """
@@ -16,7 +16,7 @@ from sqlalchemy import case, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
-from dispatcher.models import LinkClick
+from dispatcher.receipt_tables import LinkClick
 
 #: The most links listed, by clicks.
 TOP_LINKS = 50

@@ -1,7 +1,7 @@
 """A tracked link followed: verify its token, find its target, record the click.
 
 The click is applied like a receipt, through the one state-change path
-(:func:`dispatcher.lifecycle.apply` with :func:`dispatcher.decisions.on_click`), in the
+(:func:`dispatcher.lifecycle.apply` with :func:`dispatcher.receipt_decisions.on_click`), in the
 attempt's row lock: the first counted click confirms, later ones are only recorded.
 Previews and scanners (:mod:`dispatcher.previews`) get their redirect and write nothing.
 """
@@ -13,11 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlmodel import Session
 
-from dispatcher.decisions import NOT_YET_SENT, on_click
 from dispatcher.lifecycle import apply
 from dispatcher.links import find_links, link_key, read_token
-from dispatcher.models import Attempt, LinkClick, Notification
+from dispatcher.models import Attempt, Notification
 from dispatcher.previews import not_a_click
+from dispatcher.receipt_decisions import NOT_YET_SENT, on_click
+from dispatcher.receipt_tables import LinkClick
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState
 from dispatcher.work import unit_of_work

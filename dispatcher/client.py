@@ -27,9 +27,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from dispatcher.customer_schemas import CustomerOut
 from dispatcher.schemas import (
     CascadeOut,
-    CustomerOut,
     EventOut,
     NotificationAccepted,
     NotificationOut,

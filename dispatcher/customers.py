@@ -9,9 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from dispatcher.addresses import AddressError, normalize
-from dispatcher.engine import Profile
-from dispatcher.models import ContactPoint, Customer
-from dispatcher.schemas import (
+from dispatcher.customer_schemas import (
     ContactIn,
     ContactOut,
     CustomerIn,
@@ -20,6 +18,8 @@ from dispatcher.schemas import (
     PreferencesPatch,
     QuietHours,
 )
+from dispatcher.customer_tables import ContactPoint, Customer
+from dispatcher.engine import Profile
 from providers.base import Channel
 
 

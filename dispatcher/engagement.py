@@ -29,7 +29,7 @@ from sqlmodel import SQLModel
 
 from config.settings import Settings
 from dispatcher.affinity import Affinity, Counts, observed, population_rate
-from dispatcher.models import Engagement
+from dispatcher.customer_tables import Engagement
 from providers.base import Channel
 
 _PENDING = "cascade.engagement"

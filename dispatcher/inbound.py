@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import or_, update
 from sqlmodel import Session, col
 
-from dispatcher.models import ContactPoint
+from dispatcher.customer_tables import ContactPoint
 from providers.base import SERVICE_WINDOWS, Channel, InboundMessage
 
 

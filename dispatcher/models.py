@@ -1,56 +1,34 @@
 """Database tables (SQLModel). The database is the source of truth.
 
 Every notification, attempt, deadline and receipt is a row; Redis only carries
-doorbells (attempt ids). Times are stored as naive UTC and read back as aware UTC.
+doorbells (attempt ids). This module holds the notification, its attempts, the event
+history and the experiments' variant states, and registers every other table module
+on import: customers (:mod:`dispatcher.customer_tables`), receipts and clicks
+(:mod:`dispatcher.receipt_tables`), broadcasts (:mod:`dispatcher.broadcast_tables`) and
+the stats rollup (:mod:`dispatcher.rollup_tables`). Column types are in
+:mod:`dispatcher.columns`.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    UniqueConstraint,
-    text,
-)
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import Boolean, Column, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from dispatcher import broadcast_tables as _broadcast_tables  # broadcasts' tables
+from dispatcher import rollup_tables as _rollup_tables  # the stats rollup's tables
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC in Python, naive UTC in the database (SQLite has no time zones)."""
+# Re-exported: migrations use dispatcher.models.UTCDateTime, and the send path's modules
+# import these tables from here.
+from dispatcher.columns import UTCDateTime as UTCDateTime
+from dispatcher.columns import json_column, new_id, utc_column
+from dispatcher.customer_tables import ContactPoint as ContactPoint
+from dispatcher.customer_tables import Customer as Customer
+from dispatcher.receipt_tables import ProviderEvent as ProviderEvent
 
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-def utc_column(*, index: bool = False, nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
-
-
-def json_column(default: Any) -> Any:
-    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
+del _broadcast_tables, _rollup_tables
 
 
 def has_sms_step(context: Any) -> bool:
@@ -73,56 +51,6 @@ def sms_segments_of(context: Any) -> int | None:
     part = content.get("sms") if isinstance(content, dict) else None
     count = part.get("segments") if isinstance(part, dict) else None
     return int(count) if count is not None else None
-
-
-class Customer(SQLModel, table=True):
-    """One person, whatever channel they are reached on, with their preferences."""
-
-    id: str = Field(primary_key=True, max_length=128)
-    locale: str | None = Field(default=None, max_length=16)
-    timezone: str = Field(default="UTC", max_length=64)
-    channel_order: list[str] = json_column(list)
-    opt_out_channels: list[str] = json_column(list)
-    opt_out_categories: list[str] = json_column(list)
-    quiet_start: str | None = Field(default=None, max_length=5)  #: "22:00" local time
-    quiet_end: str | None = Field(default=None, max_length=5)
-    max_per_day: dict[str, int] = json_column(dict)
-    created_at: datetime = utc_column(nullable=False)
-    updated_at: datetime = utc_column(nullable=False)
-
-
-class ContactPoint(SQLModel, table=True):
-    """An address on one channel. Several per channel are allowed (two devices)."""
-
-    __table_args__ = (UniqueConstraint("customer_id", "channel", "address"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
-    channel: str = Field(max_length=16)
-    address: str = Field(max_length=2048)
-    verified: bool = False
-    status: str = Field(default="active", max_length=16)  #: active | invalid
-    invalid_reason: str | None = Field(default=None, max_length=64)
-    created_at: datetime = utc_column(nullable=False)
-    updated_at: datetime = utc_column(nullable=False)
-    #: When this address last wrote to us (WhatsApp: opens the 24-hour service window).
-    #: The time only: nothing of the message is stored.
-    last_inbound_at: datetime | None = utc_column()
-
-
-class Engagement(SQLModel, table=True):
-    """How one customer answered on one channel: exponentially decayed attempt counts.
-
-    ``tried`` counts attempts that ended (confirmed within their step's timeout, or
-    escalated), ``confirmed`` the confirmed ones, both as of ``as_of`` (Unix seconds):
-    :mod:`dispatcher.engagement` decays them when it adds to them or reads them.
-    """
-
-    customer_id: str = Field(foreign_key="customer.id", primary_key=True, max_length=128)
-    channel: str = Field(primary_key=True, max_length=16)
-    confirmed: float = 0.0
-    tried: float = 0.0
-    as_of: float = 0.0
 
 
 #: Rows the sweep looks at, as partial-index predicates (the queries repeat them).
@@ -318,82 +246,6 @@ class Event(SQLModel, table=True):
     detail: dict[str, Any] = json_column(dict)
 
 
-class LinkClick(SQLModel, table=True):
-    """One counted click on a tracked link (previews and scanners are not counted).
-
-    ``page`` is the link's target without its query and fragment: per-customer
-    parameters would make every link its own row in the stats.
-    """
-
-    __table_args__ = (Index("ix_linkclick_period", "notification_created_at", "cascade"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    attempt_id: str = Field(foreign_key="attempt.id", index=True, max_length=36)
-    link: int  #: the link's index in its message (the token carries it)
-    page: str = Field(max_length=512)
-    first: bool  #: the attempt's first counted click (the one that confirms)
-    channel: str = Field(max_length=16)
-    cascade: str | None = Field(default=None, max_length=64)
-    notification_created_at: datetime | None = utc_column()
-    at: datetime = utc_column(nullable=False)
-
-
-class ProviderEvent(SQLModel, table=True):
-    """A raw receipt, deduplicated on the provider's event id, stored before it is applied."""
-
-    __table_args__ = (
-        UniqueConstraint("provider", "event_id"),
-        Index("ix_provider_event_pending", "applied_at", "next_check_at"),
-        # Receipts that arrived while a send was in flight (migration d8e9f0a1b2c3).
-        Index(
-            "ix_provider_event_unapplied_reference",
-            "reference",
-            postgresql_where=text("applied_at IS NULL"),
-            sqlite_where=text("applied_at IS NULL"),
-        ),
-        Index(
-            "ix_provider_event_unapplied_message",
-            "provider",
-            "provider_message_id",
-            postgresql_where=text("applied_at IS NULL"),
-            sqlite_where=text("applied_at IS NULL"),
-        ),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    provider: str = Field(max_length=32)
-    event_id: str = Field(max_length=255)
-    kind: str = Field(max_length=16)
-    provider_message_id: str | None = Field(default=None, max_length=255)
-    reference: str | None = Field(default=None, max_length=64)
-    recipient: str | None = Field(default=None, max_length=255)  #: for VK "read up to" receipts
-    read_up_to: bool = False
-    invalid_address: bool = False
-    error_code: str | None = Field(default=None, max_length=64)
-    occurred_at: datetime | None = utc_column()
-    received_at: datetime = utc_column(nullable=False)
-    apply_after: datetime = utc_column(nullable=False)
-    next_check_at: datetime | None = utc_column()  #: the sweep's next look at a waiting event
-    applied_at: datetime | None = utc_column()
-    attempt_id: str | None = Field(default=None, max_length=36)
-    outcome: str | None = Field(default=None, max_length=32)
-
-
-class WebhookNonce(SQLModel, table=True):
-    """A one-time value of a signed callback (Mailgun's ``token``), kept while it is fresh.
-
-    The primary key makes a second callback with the same value fail to insert, in
-    the transaction that applies the first one's receipts (:mod:`dispatcher.nonces`).
-    """
-
-    __tablename__ = "webhook_nonce"
-
-    provider: str = Field(primary_key=True, max_length=32)
-    nonce: str = Field(primary_key=True, max_length=128)
-    fingerprint: str = Field(max_length=64)  #: SHA-256 of the body it arrived with
-    expires_at: datetime = utc_column(index=True, nullable=False)
-
-
 class ExperimentVariantState(SQLModel, table=True):
     """An operator's decision on one variant: stopped or promoted, without a redeploy.
 
@@ -406,9 +258,3 @@ class ExperimentVariantState(SQLModel, table=True):
     variant: str = Field(primary_key=True, max_length=64)
     status: str = Field(max_length=16)  #: active | stopped | promoted
     updated_at: datetime = utc_column(nullable=False)
-
-
-from dispatcher import broadcast_tables as _broadcast_tables  # noqa: E402 - broadcasts' tables
-from dispatcher import rollup_tables as _rollup_tables  # noqa: E402 - the stats rollup's tables
-
-del _broadcast_tables, _rollup_tables

@@ -23,7 +23,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from dispatcher.models import WebhookNonce
+from dispatcher.receipt_tables import WebhookNonce
 from providers.base import Nonce
 
 #: Longer values are stored as their digest (the column holds 128 characters).

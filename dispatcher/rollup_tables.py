@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Integer
 from sqlmodel import Field, SQLModel
 
-from dispatcher.models import UTCDateTime
+from dispatcher.columns import UTCDateTime
 
 #: A 64-bit serial on PostgreSQL; SQLite counts only an INTEGER primary key as its rowid.
 _SERIAL = BigInteger().with_variant(Integer, "sqlite")

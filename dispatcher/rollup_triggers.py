@@ -42,7 +42,7 @@ def hour_of(dialect: str, column: str) -> str:
 
 
 def seconds_to_read(dialect: str, r: str = "") -> str:
-    """Seconds from sent to read, exactly as :func:`dispatcher.stats._seconds_to_read`."""
+    """Seconds from sent to read, exactly as :func:`dispatcher.channel_stats._seconds_to_read`."""
     if dialect == "postgresql":
         return f"EXTRACT(epoch FROM {r}read_at - {r}sent_at)"
     return f"(julianday({r}read_at) - julianday({r}sent_at)) * 86400.0"

@@ -14,7 +14,8 @@ import redis
 from sqlalchemy import Engine
 
 from config.capabilities import Capabilities
-from config.cascades import Cascade, load_cascades
+from config.cascade_files import load_cascades
+from config.cascades import Cascade
 from config.settings import Settings
 from dispatcher import engagement, metrics
 from dispatcher.batch import Batch

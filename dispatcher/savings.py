@@ -24,9 +24,10 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from dispatcher.channel_stats import DONE
 from dispatcher.models import Attempt, Notification
 from dispatcher.states import NotificationState
-from dispatcher.stats import _SMS_IN_STEPS, DONE
+from dispatcher.stats import _SMS_IN_STEPS
 
 Bucket = Literal["hour", "day"]
 #: Periods up to this long are bucketed by the hour, longer ones by the day.

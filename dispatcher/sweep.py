@@ -24,22 +24,17 @@ from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from dispatcher.content import billed_units
+from dispatcher.customer_tables import Customer
 from dispatcher.db import session_scope
 from dispatcher.decisions import on_stale_claim
 from dispatcher.fanout import restart_stalled
 from dispatcher.latency import LatencyRule, demote_slow
 from dispatcher.lifecycle import apply, escalate_many, finish
-from dispatcher.models import (
-    OPEN_PREDICATE,
-    Attempt,
-    Customer,
-    Notification,
-    ProviderEvent,
-    timer_predicate,
-)
+from dispatcher.models import OPEN_PREDICATE, Attempt, Notification, timer_predicate
 from dispatcher.outcomes import price
 from dispatcher.publisher import Doorbell
-from dispatcher.receipts import apply as apply_receipt
+from dispatcher.receipt_application import apply as apply_receipt
+from dispatcher.receipt_tables import ProviderEvent
 from dispatcher.receipts import apply_stored
 from dispatcher.rollup_ledger import compact
 from dispatcher.runtime import Runtime

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from config.settings import SandboxSettings, Settings
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine

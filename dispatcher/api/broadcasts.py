@@ -12,13 +12,13 @@ from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.notifications import field_problem
 from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem, idempotency_conflict
+from dispatcher.broadcast_schemas import BroadcastAccepted, BroadcastIn, BroadcastOut
 from dispatcher.broadcast_tables import Broadcast
 from dispatcher.broadcasts import accept, cancel, progress
 from dispatcher.customers import FieldError
 from dispatcher.fanout import first_batches
 from dispatcher.idempotency import find_by_key, request_hash
 from dispatcher.intake import IdempotencyConflict
-from dispatcher.schemas import BroadcastAccepted, BroadcastIn, BroadcastOut
 
 router = APIRouter(prefix="/v1/broadcasts", tags=["broadcasts"])
 

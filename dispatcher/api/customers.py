@@ -12,9 +12,11 @@ from dispatcher.api.deps import ApiKeyDep, RuntimeDep, SessionDep
 from dispatcher.api.notifications import RETRIES, field_problem
 from dispatcher.api.openapi import problems
 from dispatcher.api.problems import Problem, busy
+from dispatcher.customer_schemas import CustomerIn, CustomerOut, PreferencesPatch
+from dispatcher.customer_tables import Customer
 from dispatcher.customers import FieldError, customer_out, patch_preferences, put_customer
-from dispatcher.models import Customer, Event
-from dispatcher.schemas import CustomerIn, CustomerOut, EventOut, PreferencesPatch
+from dispatcher.models import Event
+from dispatcher.schemas import EventOut
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from config.capabilities import Capabilities
-from config.cascades import CascadeConfigError, load_file
+from config.cascade_files import CascadeConfigError, load_file
 from dispatcher.health import ProviderHealth
 from dispatcher.routing import Router
 from providers.base import CHANNEL_SIGNALS, Channel, Signal

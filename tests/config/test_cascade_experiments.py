@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from config.cascades import CascadeConfigError, load_cascades, load_file
+from config.cascade_files import CascadeConfigError, load_cascades, load_file
 from providers.base import Channel
 from tests.support.cascade_files import problems_of
 

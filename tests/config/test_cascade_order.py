@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from config.cascades import CascadeConfigError, load_file
+from config.cascade_files import CascadeConfigError, load_file
 
 FILE = """\
 name: ok

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from config.cascades import CascadeConfigError, load_cascades, load_file
+from config.cascade_files import CascadeConfigError, load_cascades, load_file
 from config.durations import format_duration, parse_duration
 from config.settings import SHIPPED_CASCADES
 from providers.base import Channel

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config.cascades import CascadeConfigError, load_file
+from config.cascade_files import CascadeConfigError, load_file
 from config.templates import locale_chain
 from dispatcher.cli import main
 from providers.base import Channel

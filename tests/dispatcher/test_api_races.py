@@ -15,7 +15,8 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from dispatcher.api.app import create_app
-from dispatcher.models import ContactPoint, Customer, Notification
+from dispatcher.customer_tables import ContactPoint, Customer
+from dispatcher.models import Notification
 from dispatcher.runtime import Runtime
 from tests.conftest import AUTH
 from tests.simulators.server import serve

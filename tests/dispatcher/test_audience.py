@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from config.cascades import Cascade, load_cascades
+from config.cascade_files import load_cascades
+from config.cascades import Cascade
 from dispatcher.audience import Member, Rows, Shared, member_rows, plan_member
-from dispatcher.models import ContactPoint, Customer
+from dispatcher.customer_tables import ContactPoint, Customer
 from providers.base import Channel
 from tests.conftest import CASCADES
 

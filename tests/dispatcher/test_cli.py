@@ -183,7 +183,7 @@ def test_worker_sends_task_events_as_configured(
     until a monitor enables them); by default it sends them from the start."""
     import argparse
 
-    from dispatcher import cli
+    from dispatcher import local_commands
     from tests.conftest import make_settings
 
     started: list[list[str]] = []
@@ -192,12 +192,12 @@ def test_worker_sends_task_events_as_configured(
         started.append(argv)
         return 0
 
-    monkeypatch.setattr(cli, "_exec", exec_)
+    monkeypatch.setattr(local_commands, "_exec", exec_)
     monkeypatch.delenv("CASCADE_DB_POOL_SIZE", raising=False)  # restored after the test
     monkeypatch.delenv("CASCADE_PROCESS", raising=False)
     settings = make_settings(f"sqlite:///{tmp_path / 'x.db'}", "redis://127.0.0.1:1/0", tmp_path)
     settings = settings.model_copy(update={"task_events": events})
     args = argparse.Namespace(queues=None, concurrency=None, pool=None)
-    assert cli.cmd_worker(args, settings) == 0
+    assert local_commands.cmd_worker(args, settings) == 0
     (argv,) = started
     assert ("-E" in argv) is events

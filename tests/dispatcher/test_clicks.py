@@ -14,12 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.claims import build_message
 from dispatcher.links import link_key, make_token
-from dispatcher.models import Attempt, Event, LinkClick, Notification
+from dispatcher.models import Attempt, Event, Notification
 from dispatcher.publisher import RecordingPublisher
+from dispatcher.receipt_tables import LinkClick
 from dispatcher.runtime import Runtime, build_router, capabilities
 from dispatcher.sweep import sweep
 from tests.conftest import AUTH, make_settings

@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import event
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.client import ApiError, CascadeClient
 from dispatcher.db import make_engine

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from dispatcher.models import Customer
+from dispatcher.customer_tables import Customer
 from tests.support.scenario import EMAIL, PHONE, put_customer, send
 
 

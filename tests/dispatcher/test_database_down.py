@@ -19,7 +19,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, event
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.db import make_engine
 from dispatcher.dispatch import send_attempt

@@ -7,17 +7,11 @@ from typing import Any
 
 import pytest
 
-from dispatcher.decisions import (
-    RetryPolicy,
-    SendReport,
-    Then,
-    after_send,
-    on_receipt,
-    on_stale_claim,
-    on_timeout,
-)
+from dispatcher.decisions import RetryPolicy, SendReport, after_send, on_stale_claim, on_timeout
 from dispatcher.models import Attempt
+from dispatcher.receipt_decisions import on_receipt
 from dispatcher.states import AttemptState, NotificationState, can_move
+from dispatcher.transitions import Then
 from providers.base import ReceiptKind
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ import yaml
 
 from config.settings import Settings, load_settings
 from config.variables import unknown_variables
-from dispatcher import cli
+from dispatcher import cli, local_commands
 from dispatcher.queues import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +48,13 @@ def test_every_service_command_exists_in_the_cli(compose: dict[str, Any]):
         "migrate", "api", "worker-free", "worker-email", "worker-sms", "beat", "flower"
     }  # fmt: skip
     functions = {name: parsed(s["command"]).func for name, s in services.items()}
-    assert functions["migrate"] is cli.cmd_migrate
-    assert functions["api"] is cli.cmd_api
-    assert functions["beat"] is cli.cmd_beat
-    assert functions["flower"] is cli.cmd_flower
-    assert {functions[n] for n in ("worker-free", "worker-email", "worker-sms")} == {cli.cmd_worker}
+    assert functions["migrate"] is local_commands.cmd_migrate
+    assert functions["api"] is local_commands.cmd_api
+    assert functions["beat"] is local_commands.cmd_beat
+    assert functions["flower"] is local_commands.cmd_flower
+    assert {functions[n] for n in ("worker-free", "worker-email", "worker-sms")} == {
+        local_commands.cmd_worker
+    }
 
 
 def test_topology(compose: dict[str, Any]):

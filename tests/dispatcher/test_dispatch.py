@@ -245,7 +245,7 @@ def test_unmatched_receipt_rechecked_sparingly_then_given_up(make: Make, clock: 
     """A receipt for no known message waits, is looked at every 30 s, and is closed after 2 days."""
     from sqlmodel import Session
 
-    from dispatcher.models import ProviderEvent
+    from dispatcher.receipt_tables import ProviderEvent
     from dispatcher.receipts import ingest
     from providers.base import ReceiptEvent, ReceiptKind
 

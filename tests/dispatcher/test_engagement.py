@@ -16,10 +16,11 @@ from sqlmodel import col, select
 
 from config.settings import SandboxSettings
 from dispatcher import engagement, timeline
+from dispatcher.customer_tables import Engagement
 from dispatcher.customers import ensure_customer
 from dispatcher.db import session_scope
 from dispatcher.experiments import assign
-from dispatcher.models import Engagement, Event, Notification
+from dispatcher.models import Event, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
 from providers.base import Channel

@@ -303,9 +303,9 @@ def test_database_moves_obey_the_table(runtime):
     """lifecycle.apply refuses a transition the state machine does not allow."""
     from sqlmodel import Session
 
-    from dispatcher.decisions import Transition
     from dispatcher.lifecycle import apply
     from dispatcher.models import Attempt, Notification
+    from dispatcher.transitions import Transition
     from dispatcher.work import Work
 
     attempt = Attempt(

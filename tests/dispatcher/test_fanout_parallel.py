@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from dispatcher.customer_tables import ContactPoint
 from dispatcher.fanout import fan_out
-from dispatcher.models import Attempt, ContactPoint, Notification
+from dispatcher.models import Attempt, Notification
 from dispatcher.publisher import RecordingPublisher
 from dispatcher.sweep import sweep
 from tests.dispatcher.test_broadcasts import PUSH, broadcast, fan_outs, per_customer, status

@@ -10,7 +10,7 @@ import redis
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.models import Attempt, Notification
 from dispatcher.publisher import RecordingPublisher
 from dispatcher.runtime import Runtime, build_router

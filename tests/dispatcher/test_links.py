@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from config.capabilities import Capabilities
-from config.cascades import CascadeConfigError, load_file
+from config.cascade_files import CascadeConfigError, load_file
 from config.settings import Settings
 from dispatcher.links import (
     TOKEN_LENGTH,

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
-from dispatcher import schemas
+from dispatcher import broadcast_schemas, customer_schemas, schemas
 from dispatcher.api.openapi import ProblemDetails
 from tests.conftest import AUTH
 
@@ -88,10 +88,10 @@ def test_security_and_errors_are_documented(spec: dict[str, Any]):
     "model",
     [
         schemas.NotificationIn,
-        schemas.CustomerIn,
-        schemas.PreferencesPatch,
+        customer_schemas.CustomerIn,
+        customer_schemas.PreferencesPatch,
         schemas.ReceiptIn,
-        schemas.BroadcastIn,
+        broadcast_schemas.BroadcastIn,
         schemas.NotificationAccepted,
     ],
 )

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.dispatch import send_attempt
 from dispatcher.health import ProviderHealth

@@ -23,9 +23,11 @@ from sqlmodel import Session
 from config.settings import SandboxSettings
 from dispatcher.api.app import create_app
 from dispatcher.dispatch import claim, deliver
-from dispatcher.models import Attempt, ProviderEvent
+from dispatcher.models import Attempt
 from dispatcher.publisher import RecordingPublisher
-from dispatcher.receipts import _apply_to, ingest, store
+from dispatcher.receipt_application import _apply_to
+from dispatcher.receipt_tables import ProviderEvent
+from dispatcher.receipts import ingest, store
 from dispatcher.scheduler import Lease, Scheduler
 from dispatcher.sweep import sweep
 from dispatcher.work import Work

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from config.settings import SandboxSettings, get_settings
-from dispatcher import rollup, savings, stats
+from dispatcher import rollup, rollup_sums, savings, stats
 from dispatcher.cli import main
 from dispatcher.fanout import fan_out
 from dispatcher.publisher import RecordingPublisher
@@ -223,5 +223,5 @@ def test_plan_reads_the_least_live_time(since: str, until: str, now: str, live: 
         hour, minute = moment.split(":")
         return datetime(2026, 11, 29, int(hour), int(minute), tzinfo=UTC)
 
-    cut = rollup.plan(at(since), at(until), at(now))
+    cut = rollup_sums.plan(at(since), at(until), at(now))
     assert [(lo, hi, sign) for lo, hi, sign in cut.live] == [(at(a), at(b), s) for a, b, s in live]

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 
+from dispatcher.customer_tables import Customer
 from dispatcher.db import get_engine
 from dispatcher.migrate import upgrade
-from dispatcher.models import Customer
 from tests.support.database import truncate
 from tests.support.services import drop_postgres_database, postgres_database
 

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine
-from dispatcher.models import ProviderEvent
 from dispatcher.publisher import RecordingPublisher
+from dispatcher.receipt_tables import ProviderEvent
 from dispatcher.runtime import Runtime, build_router
 from tests.conftest import make_settings
 from tests.simulators import mailgun, smsru, telegram, twilio, viber, vk, whatsapp

@@ -21,7 +21,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.dispatch import send_attempt
 from dispatcher.publisher import RecordingPublisher
@@ -424,7 +424,7 @@ def test_mailgun_tokens_are_forgotten_once_stale(setup: Setup, clock: FakeClock)
     """Stored tokens are deleted when their timestamps could no longer be accepted."""
     from sqlmodel import Session, select
 
-    from dispatcher.models import WebhookNonce
+    from dispatcher.receipt_tables import WebhookNonce
 
     def tokens() -> set[str]:
         with Session(setup.runtime.engine) as session:

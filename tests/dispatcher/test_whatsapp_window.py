@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from dispatcher.customer_tables import ContactPoint
 from dispatcher.inbound import window_open
-from dispatcher.models import ContactPoint
 from dispatcher.runtime import Runtime
 from providers.base import Channel
 from tests.simulators import whatsapp as sim

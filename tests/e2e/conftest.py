@@ -13,7 +13,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from config.settings import Settings
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine

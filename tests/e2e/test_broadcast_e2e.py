@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
-from dispatcher.models import Attempt, ContactPoint, Customer, Notification
+from dispatcher.customer_tables import ContactPoint, Customer
+from dispatcher.models import Attempt, Notification
 from dispatcher.sweep import sweep
 from tests.e2e.world import world
 from tests.simulators import telegram

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from kombu import Connection
 from kombu.exceptions import ChannelError
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from config.settings import Settings
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine

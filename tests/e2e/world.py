@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import redis
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine
 from dispatcher.publisher import CeleryPublisher

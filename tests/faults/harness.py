@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from kombu import pools
 from sqlmodel import Session, col, select
 
-from config.cascades import load_cascades
+from config.cascade_files import load_cascades
 from dispatcher.api.app import create_app
 from dispatcher.db import get_engine
 from dispatcher.models import Attempt, Event, Notification
