@@ -76,6 +76,26 @@ def claim_many(
     return list(result.scalars())
 
 
+_TAKEN = (
+    update(Attempt)
+    .where(
+        col(Attempt.id).in_(bindparam("ids", expanding=True)),
+        col(Attempt.state) == AttemptState.PENDING.value,
+    )
+    .values(published_at=bindparam("now", type_=UTCDateTime()))
+)
+
+
+def mark_taken(rt: Runtime, attempt_ids: list[str], now: datetime | None = None) -> int:
+    """A worker took these attempts' group: their doorbell is not lost, so the sweep's
+    ``republish_after`` counts from now. Without it, a backlog held in a worker's
+    reserved groups (the queue itself empty) looked lost and was rung again."""
+    with unit_of_work(rt, now) as work:
+        params = {"ids": attempt_ids, "now": work.now}
+        marked: int = work.session.execute(_TAKEN, params, execution_options=_NO_SYNC).rowcount  # type: ignore[attr-defined]
+    return marked
+
+
 def claim(rt: Runtime, attempt_id: str, now: datetime) -> str | None:
     """Claim one attempt, committed. Returns the claim token or None."""
     token = str(uuid.uuid4())

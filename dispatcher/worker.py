@@ -24,6 +24,7 @@ from celery.signals import (
 
 from config.settings import get_settings
 from dispatcher import flower, logs, metrics
+from dispatcher.claims import mark_taken
 from dispatcher.db import dispose_all, retry_disconnect
 from dispatcher.dispatch import send_attempt
 from dispatcher.fanout import fan_out
@@ -136,6 +137,10 @@ def _register_send(channel: Channel) -> None:
         size = threads_per_process(
             settings.worker_pool, settings.worker_concurrency, settings.send_group
         )
+        try:  # taken: the sweep must not ring them again while they wait for a thread
+            retry_disconnect(lambda: mark_taken(runtime(), list(attempt_ids)))
+        except Exception as exc:  # a view of progress only: the sends go on regardless
+            log.warning("group not marked taken", extra={"error": type(exc).__name__})
         return flower.group_result(_send_threads.run_all(send_one, pairs, size))
 
     send.__name__ = f"send_{channel.value}"

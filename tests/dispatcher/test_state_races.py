@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from config.settings import SandboxSettings
 from dispatcher.api.app import create_app
+from dispatcher.claims import mark_taken
 from dispatcher.dispatch import claim, deliver
 from dispatcher.models import Attempt
 from dispatcher.publisher import RecordingPublisher
@@ -163,6 +164,25 @@ def test_republish_only_what_is_not_queued(make: Make, clock: FakeClock):
     assert sweep(runtime, now=clock.advance(1)).republished == 0  # just rung again
     del publisher.depths["push"]  # the broker cannot say: age alone decides
     assert sweep(runtime, now=clock.advance(31)).republished == 1
+
+
+def test_a_group_taken_by_a_worker_is_not_rung_again(make: Make, clock: FakeClock):
+    """A backlog held in a worker's reserved groups leaves the queue empty; the worker marks
+    a group's attempts taken when it starts it, so the sweep does not take them for lost."""
+    runtime, api = make(republish_after=30)
+    publisher = runtime.publisher
+    assert isinstance(publisher, RecordingPublisher)
+    put_customer(api, "race7", contacts=PUSH_AND_SMS)
+    nid = send(api, "race7")["id"]
+    attempt_id = pending_bells(runtime)[0]
+    publisher.depths["push"] = 0  # the group left the queue: a worker holds it
+    clock.advance(31)
+    assert mark_taken(runtime, [attempt_id, "no-such-attempt"], now=clock()) == 1
+    assert sweep(runtime, now=clock.advance(1)).republished == 0
+    assert sweep(runtime, now=clock.advance(30)).republished == 1  # taken long ago: lost
+    drain(runtime)
+    assert mark_taken(runtime, [attempt_id], now=clock()) == 0  # only pending ones
+    assert show(api, nid)["attempts"][0]["state"] != "pending"
 
 
 def test_one_beat_sweeps_the_other_stands_by(make: Make, redis_url: str):
