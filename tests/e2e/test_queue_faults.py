@@ -59,6 +59,16 @@ def stop_consuming(app: Celery, queue: str) -> None:
     assert replies, f"the worker did not confirm it stopped consuming {queue}"
 
 
+def queue_three(api: TestClient, prefix: str) -> list[tuple[str, str]]:
+    """Three customers sent a notification each: (notification id, first attempt id)."""
+    queued_: list[tuple[str, str]] = []
+    for n in range(3):
+        put_customer(api, f"{prefix}-{n}")
+        nid = send(api, f"{prefix}-{n}")["id"]
+        queued_.append((nid, show(api, nid)["attempts"][0]["id"]))
+    return queued_
+
+
 def test_same_message_twice_calls_provider_once(
     e2e_api: TestClient, e2e_runtime: Runtime, stack: Stack
 ):
@@ -86,11 +96,7 @@ def test_a_group_delivered_twice_sends_each_attempt_once(
     client = redis.Redis.from_url(stack.settings.redis_url)
     stop_consuming(app, "push")
     try:
-        bells = []
-        for n in range(3):
-            put_customer(e2e_api, f"c-group-{n}")
-            nid = send(e2e_api, f"c-group-{n}")["id"]
-            bells.append(Doorbell(show(e2e_api, nid)["attempts"][0]["id"], "push", nid))
+        bells = [Doorbell(a, "push", nid) for nid, a in queue_three(e2e_api, "c-group")]
         client.delete("push")  # their single doorbells: the group below wakes them instead
         grouping = CeleryPublisher(app, group=32)
         grouping.publish(bells)
@@ -172,11 +178,9 @@ def test_redis_flushed_in_flight_nothing_lost(
     client = redis.Redis.from_url(stack.settings.redis_url)
     stop_consuming(app, "push")
     try:
-        ids = []
-        for n in range(3):
-            put_customer(e2e_api, f"c-flush-{n}")
-            ids.append(send(e2e_api, f"c-flush-{n}")["id"])
-        first_attempts = {show(e2e_api, nid)["attempts"][0]["id"] for nid in ids}
+        queued_three = queue_three(e2e_api, "c-flush")
+        ids = [nid for nid, _ in queued_three]
+        first_attempts = {attempt_id for _, attempt_id in queued_three}
         assert set(queued_attempts(client, "push")) == first_attempts
         client.flushdb()
         assert queued(client, "push") == []
