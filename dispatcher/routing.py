@@ -183,6 +183,13 @@ class Router:
         demoted = [r for r in ordered if r not in healthy]
         return [self._providers[r.provider] for r in healthy + demoted]
 
+    def channel_providers(self, channel: Channel) -> list[str]:
+        """The names of the providers that may send on ``channel`` (the sandbox's if none)."""
+        routes = self._routes.get(channel) or []
+        if routes:
+            return [route.provider for route in routes]
+        return [self._sandbox[channel].name] if channel in self._sandbox else []
+
     def provider_names(self) -> list[str]:
         """The real providers configured in this process."""
         return sorted(self._providers)

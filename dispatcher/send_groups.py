@@ -12,6 +12,11 @@ and a prefork child sends a whole group at once instead of one attempt at a time
 Delivered twice (a redelivery, a republished group), every attempt already claimed
 finds nothing to claim: no provider is called again.
 
+A rate-limited channel's group sends at most ``rate * max_wait`` of its
+attempts at once (:meth:`~dispatcher.throttle.Throttle.pace`): more would only wait
+past ``CASCADE_THROTTLE_MAX_WAIT`` for the token bucket and go back to the database
+as ``throttled``; paced, they take their slots in turn.
+
 Threads per process: ``CASCADE_SEND_GROUP`` in a prefork child (it runs one group at
 a time); the pool's concurrency with the threads pool, so the process never has
 more sends in flight than it has today.
@@ -48,13 +53,26 @@ class SendThreads:
             return self._pool
 
     def run_all(
-        self, send: Callable[[str, str], Result], ids: Sequence[tuple[str, str]], size: int
+        self,
+        send: Callable[[str, str], Result],
+        ids: Sequence[tuple[str, str]],
+        size: int,
+        pace: int | None = None,
     ) -> list[Result]:
-        """``send(attempt_id, notification_id)`` for each pair, concurrently; results in
-        order. Every send runs to its end before this returns; then the first error
-        (if any) is raised, each one logged with its attempt id."""
+        """``send(attempt_id, notification_id)`` for each pair, concurrently (at most
+        ``pace`` of this group at once, if given); results in order. Every send runs to
+        its end before this returns; then the first error (if any) is raised, each one
+        logged with its attempt id."""
         executor = self._executor(size)
-        futures: list[Future[Result]] = [executor.submit(send, *pair) for pair in ids]
+        call = send
+        if pace is not None and pace < len(ids):
+            gate = threading.BoundedSemaphore(pace)
+
+            def call(attempt_id: str, notification_id: str) -> Result:
+                with gate:
+                    return send(attempt_id, notification_id)
+
+        futures: list[Future[Result]] = [executor.submit(call, *pair) for pair in ids]
         errors: list[BaseException] = []
         for (attempt_id, _), future in zip(ids, futures, strict=True):
             error = future.exception()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,19 @@ class Throttle:
     def limit_for(self, provider: str, channel: str) -> Limit | None:
         """The provider's own limit, else its channel's default, else none."""
         return self._providers.get(provider) or self._channels.get(channel)
+
+    def pace(self, providers: Sequence[str], channel: str) -> int | None:
+        """How many sends of ``channel`` one process may have waiting for slots at once
+        without throttling its own siblings: ``rate * max_wait`` of the strictest limit
+        among ``providers`` (at least 1); None when none of them is limited.
+
+        With ``k`` callers in line, one that takes the place of the caller just served
+        reserves a slot about ``k / rate`` seconds ahead: within ``max_wait`` for ``k``
+        up to ``rate * max_wait`` (a burst only shortens the first waits)."""
+        limits = [limit for name in providers if (limit := self.limit_for(name, channel))]
+        if not limits:
+            return None
+        return min(max(1, int(x.rate * self._max_wait)) for x in limits)
 
     def reserve(self, provider: str, channel: str) -> float | None:
         """Reserve a slot: seconds to wait before sending, or None when nothing is limited.

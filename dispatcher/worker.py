@@ -141,7 +141,9 @@ def _register_send(channel: Channel) -> None:
             retry_disconnect(lambda: mark_taken(runtime(), list(attempt_ids)))
         except Exception as exc:  # a view of progress only: the sends go on regardless
             log.warning("group not marked taken", extra={"error": type(exc).__name__})
-        return flower.group_result(_send_threads.run_all(send_one, pairs, size))
+        rt = runtime()
+        pace = rt.throttle.pace(rt.router.channel_providers(channel), channel.value)
+        return flower.group_result(_send_threads.run_all(send_one, pairs, size, pace))
 
     send.__name__ = f"send_{channel.value}"
     send_group.__name__ = f"send_{channel.value}_group"

@@ -215,3 +215,12 @@ def test_every_button_provider_gets_its_own_ack_key() -> None:
         router.close()
     assert len(set(keys.values())) == 4
     assert "receipt-secret" not in keys.values()
+
+
+def test_channel_providers_name_the_routes_or_the_sandbox(tmp_path: Path, redis_url: str):
+    settings = make_settings(
+        "sqlite://", redis_url, tmp_path, channels={"push": ["fcm"]}, providers=push_settings()
+    )
+    router = build_router(settings, None)
+    assert router.channel_providers(Channel.PUSH) == ["fcm"]
+    assert router.channel_providers(Channel.SMS) == ["sandbox"]

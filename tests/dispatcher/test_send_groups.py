@@ -57,3 +57,21 @@ def test_threads_per_process_and_the_summary():
     assert summary(["sent via fcm", "sent via fcm", "failed via fcm: gone"]) == (
         "3 attempts: 2 sent via fcm, 1 failed via fcm: gone"
     )
+
+
+def test_a_paced_group_has_at_most_pace_sends_at_once():
+    """Eight sends, pace 2: never more than two inside ``send`` together (and two do meet)."""
+    lock, inside, most = threading.Lock(), [0], [0]
+
+    def send(attempt_id: str, _: str) -> str:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        threading.Event().wait(0.05)
+        with lock:
+            inside[0] -= 1
+        return attempt_id
+
+    pairs = [(f"a{i}", "") for i in range(8)]
+    assert SendThreads().run_all(send, pairs, size=8, pace=2) == [a for a, _ in pairs]
+    assert most[0] == 2

@@ -170,3 +170,29 @@ def test_a_throttled_send_goes_back_to_pending_without_demotion(make: Make, cloc
     assert [s["reference"] for s in outbox(runtime.settings.data_dir / "outbox.jsonl")] == [
         show(api, first)["attempts"][0]["id"]
     ]
+
+
+def test_pace_keeps_a_line_of_callers_within_max_wait(client: redis.Redis):
+    """rate * max_wait callers in line, each replaced as the one ahead is served, never wait
+    past max_wait; one more in line would."""
+    clock = Clock()
+    throttle = Throttle(
+        client,
+        providers={"telegram": Limit(5), "wa1": Limit(80, 10), "wa2": Limit(20, 2)},
+        channels={"push": Limit(0.2)},
+        clock=clock,
+        max_wait=1.0,
+    )
+    assert throttle.pace(["telegram"], "telegram") == 5
+    assert throttle.pace(["wa1", "wa2"], "whatsapp") == 20
+    assert throttle.pace(["sandbox"], "push") == 1  # below one a second: one at a time
+    assert throttle.pace(["sandbox"], "sms") is None
+    assert throttle.pace([], "sms") is None
+    line = [clock.now + (throttle.reserve("telegram", "telegram") or 0.0) for _ in range(5)]
+    for _ in range(50):  # the first in line is served just after its slot; another joins
+        clock.now = line.pop(0) + 0.001
+        wait = throttle.reserve("telegram", "telegram") or 0.0  # raises Throttled if too long
+        assert wait <= 1.0
+        line.append(clock.now + wait)
+    with pytest.raises(Throttled):  # a sixth in line
+        throttle.reserve("telegram", "telegram")
