@@ -77,39 +77,45 @@ def grouped(doorbells: Sequence[Doorbell], size: int) -> list[list[Doorbell]]:
     ]
 
 
-def _quietly(app: Any, producer: Any, bell: Doorbell, kwargs: dict[str, str]) -> None:
-    """The message ``send_task`` would publish, without its ``task-sent`` event, its
-    argument reprs computed by ``saferepr`` or its retry wrapper (a failure is logged
-    by the caller and the sweep republishes): about a third of the cost."""
-    name = task_name(bell.channel)
+def _send(
+    app: Any,
+    producer: Any,
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    bells: list[Doorbell],
+) -> None:
+    """Publish one task message for ``bells`` (one channel). Announced: ``send_task`` with
+    Flower's ``task-sent`` event. Quiet (a broadcast's fan-out): the message ``send_task``
+    would publish, without that event, its argument reprs computed by ``saferepr`` or its
+    retry wrapper (a failure is logged by the caller and the sweep republishes): about a
+    third of the cost."""
+    queue = bells[0].channel
+    if all(bell.announce for bell in bells):
+        app.send_task(name, args=args, kwargs=kwargs or None, queue=queue, producer=producer)
+        return
     message = app.amqp.create_task_message(
         str(uuid.uuid4()),
         name,
-        [bell.attempt_id],
+        args,
         kwargs,
         create_sent_event=False,
         ignore_result=None,
-        argsrepr=repr([bell.attempt_id]),
+        argsrepr=repr(args),
         kwargsrepr=repr(kwargs),
     )
-    app.amqp.send_task_message(producer, name, message, queue=bell.channel, retry=False)
+    app.amqp.send_task_message(producer, name, message, queue=queue, retry=False)
 
 
-def _group(app: Any, producer: Any, bells: list[Doorbell]) -> None:
-    """One message for several attempts of one channel: ids only, as every message."""
+def _message(bells: list[Doorbell]) -> tuple[str, list[Any], dict[str, Any]]:
+    """Task name, args and kwargs waking ``bells``: ids only, as every message."""
     channel = bells[0].channel
-    args = [[bell.attempt_id for bell in bells]]
-    kwargs = {"notification_ids": [bell.notification_id for bell in bells]}
-    if all(bell.announce for bell in bells):
-        app.send_task(
-            group_task_name(channel), args=args, kwargs=kwargs, queue=channel, producer=producer
-        )
-        return
-    name = group_task_name(channel)
-    message = app.amqp.create_task_message(
-        str(uuid.uuid4()), name, args, kwargs, create_sent_event=False, ignore_result=None
-    )
-    app.amqp.send_task_message(producer, name, message, queue=channel, retry=False)
+    if len(bells) == 1:
+        bell = bells[0]
+        kwargs = {"notification_id": bell.notification_id} if bell.notification_id else {}
+        return task_name(channel), [bell.attempt_id], kwargs
+    ids = [bell.attempt_id for bell in bells]
+    return group_task_name(channel), [ids], {"notification_ids": [b.notification_id for b in bells]}
 
 
 class CeleryPublisher:
@@ -130,23 +136,7 @@ class CeleryPublisher:
         try:
             with app.producer_or_acquire() as producer, producer.batch():
                 for bells in grouped(doorbells, self._group):
-                    if len(bells) > 1:
-                        _group(app, producer, bells)
-                        continue
-                    bell = bells[0]
-                    kwargs = (
-                        {"notification_id": bell.notification_id} if bell.notification_id else {}
-                    )
-                    if bell.announce:
-                        app.send_task(
-                            task_name(bell.channel),
-                            args=[bell.attempt_id],
-                            kwargs=kwargs or None,
-                            queue=bell.channel,
-                            producer=producer,
-                        )
-                    else:
-                        _quietly(app, producer, bell, kwargs)
+                    _send(app, producer, *_message(bells), bells)
         except Exception as exc:
             for bell in doorbells:
                 log.warning(

@@ -38,32 +38,32 @@ Result = TypeVar("Result")
 
 
 class SendThreads:
-    """A pool of threads per process (rebuilt after a fork), sized on first use."""
+    """A pool of ``size`` threads per process (rebuilt after a fork), started on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
+        self._size = max(1, size)
         self._lock = threading.Lock()
         self._pid = -1
         self._pool: ThreadPoolExecutor | None = None
 
-    def _executor(self, size: int) -> ThreadPoolExecutor:
+    def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._pool = ThreadPoolExecutor(max(1, size), thread_name_prefix="send")
+                self._pool = ThreadPoolExecutor(self._size, thread_name_prefix="send")
             return self._pool
 
     def run_all(
         self,
         send: Callable[[str, str], Result],
         ids: Sequence[tuple[str, str]],
-        size: int,
         pace: int | None = None,
     ) -> list[Result]:
         """``send(attempt_id, notification_id)`` for each pair, concurrently (at most
         ``pace`` of this group at once, if given); results in order. Every send runs to
         its end before this returns; then the first error (if any) is raised, each one
         logged with its attempt id."""
-        executor = self._executor(size)
+        executor = self._executor()
         call = send
         if pace is not None and pace < len(ids):
             gate = threading.BoundedSemaphore(pace)

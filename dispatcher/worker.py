@@ -110,7 +110,9 @@ def close_runtime(**_: Any) -> None:
         built.close()
 
 
-_send_threads = SendThreads()
+_send_threads = SendThreads(
+    threads_per_process(settings.worker_pool, settings.worker_concurrency, settings.send_group)
+)
 
 
 def _register_send(channel: Channel) -> None:
@@ -132,18 +134,15 @@ def _register_send(channel: Channel) -> None:
 
     def send_group(attempt_ids: list[str], notification_ids: list[str] | None = None) -> str:
         """Send several attempts at once (see send_groups.py); Flower shows them counted."""
-        notes = list(notification_ids or [])
-        pairs = [(a, notes[i] if i < len(notes) else "") for i, a in enumerate(attempt_ids)]
-        size = threads_per_process(
-            settings.worker_pool, settings.worker_concurrency, settings.send_group
-        )
-        try:  # taken: the sweep must not ring them again while they wait for a thread
-            retry_disconnect(lambda: mark_taken(runtime(), list(attempt_ids)))
-        except Exception as exc:  # a view of progress only: the sends go on regardless
-            log.warning("group not marked taken", extra={"error": type(exc).__name__})
+        notes = [*(notification_ids or []), *[""] * len(attempt_ids)]
+        pairs = list(zip(attempt_ids, notes, strict=False))
         rt = runtime()
+        try:  # taken: the sweep must not ring them again while they wait for a thread
+            retry_disconnect(lambda: mark_taken(rt, list(attempt_ids)))
+        except Exception as exc:  # at worst they are rung again: their claims keep that harmless
+            log.warning("group not marked taken", extra={"error": type(exc).__name__})
         pace = rt.throttle.pace(rt.router.channel_providers(channel), channel.value)
-        return flower.group_result(_send_threads.run_all(send_one, pairs, size, pace))
+        return flower.group_result(_send_threads.run_all(send_one, pairs, pace))
 
     send.__name__ = f"send_{channel.value}"
     send_group.__name__ = f"send_{channel.value}_group"

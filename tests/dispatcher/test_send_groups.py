@@ -19,7 +19,7 @@ def test_a_group_runs_its_sends_at_once_and_keeps_their_order():
         return f"{attempt_id}/{notification_id}"
 
     pairs = [(f"a{i}", f"n{i}") for i in range(4)]
-    assert SendThreads().run_all(send, pairs, size=4) == ["a0/n0", "a1/n1", "a2/n2", "a3/n3"]
+    assert SendThreads(4).run_all(send, pairs) == ["a0/n0", "a1/n1", "a2/n2", "a3/n3"]
 
 
 def test_one_send_raising_does_not_stop_the_others():
@@ -32,18 +32,18 @@ def test_one_send_raising_does_not_stop_the_others():
         return attempt_id
 
     with pytest.raises(RuntimeError, match="database away"):
-        SendThreads().run_all(send, [(f"a{i}", "") for i in range(5)], size=2)
+        SendThreads(2).run_all(send, [(f"a{i}", "") for i in range(5)])
     assert sorted(done) == ["a0", "a2", "a3", "a4"]
 
 
 def test_the_threads_are_rebuilt_in_a_forked_child():
-    threads = SendThreads()
-    assert threads.run_all(lambda a, _: os.getpid(), [("a", "")], size=1) == [os.getpid()]
+    threads = SendThreads(1)
+    assert threads.run_all(lambda a, _: os.getpid(), [("a", "")]) == [os.getpid()]
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the parent's executor threads do not exist here
         try:
-            ran = threads.run_all(lambda a, _: os.getpid(), [("a", "")], size=1)
+            ran = threads.run_all(lambda a, _: os.getpid(), [("a", "")])
             os.write(write, b"ok" if ran == [os.getpid()] else b"no")
         finally:
             os._exit(0)
@@ -73,5 +73,5 @@ def test_a_paced_group_has_at_most_pace_sends_at_once():
         return attempt_id
 
     pairs = [(f"a{i}", "") for i in range(8)]
-    assert SendThreads().run_all(send, pairs, size=8, pace=2) == [a for a, _ in pairs]
+    assert SendThreads(8).run_all(send, pairs, pace=2) == [a for a, _ in pairs]
     assert most[0] == 2
