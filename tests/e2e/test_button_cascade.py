@@ -76,12 +76,7 @@ def test_a_press_stops_the_cascade_and_no_press_sends_one_sms(
                 "token": telegram.TOKEN,
                 "webhook_secret": HOOK_SECRET,
             },
-            "twilio": {
-                "base_url": sms_url,
-                "account_sid": twilio.ACCOUNT_SID,
-                "auth_token": twilio.AUTH_TOKEN,
-                "sender": "+15005550006",
-            },
+            "twilio": twilio.provider_settings(sms_url),
         }
         channels = {"telegram": ["telegram"], "sms": ["twilio"]}  # push: the sandbox, unread
         with world(

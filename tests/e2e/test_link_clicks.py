@@ -61,20 +61,8 @@ def test_click_stops_the_cascade_preview_does_not(redis_base: str, tmp_path: Pat
     sms_sim = twilio.create_app()
     with serve(sms_sim) as sms_url, SmtpSim("none") as smtp:
         providers: dict[str, dict[str, Any]] = {
-            "smtp": {
-                "host": smtp.host,
-                "port": smtp.port,
-                "security": "none",
-                "username": smtp.username,
-                "password": smtp.password,
-                "sender": "noreply@shop.example",
-            },
-            "twilio": {
-                "base_url": sms_url,
-                "account_sid": twilio.ACCOUNT_SID,
-                "auth_token": twilio.AUTH_TOKEN,
-                "sender": "+15005550006",
-            },
+            "smtp": smtp.provider_settings(),
+            "twilio": twilio.provider_settings(sms_url),
         }
         with world(
             database_url=db,

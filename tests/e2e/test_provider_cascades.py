@@ -54,12 +54,7 @@ def test_fcm_unread_then_whatsapp_read_no_sms(db: str, redis_base: str, tmp_path
                 "access_token": whatsapp.ACCESS_TOKEN,
                 "app_secret": whatsapp.APP_SECRET,
             },
-            "twilio": {
-                "base_url": sms_url,
-                "account_sid": twilio.ACCOUNT_SID,
-                "auth_token": twilio.AUTH_TOKEN,
-                "sender": "+15005550006",
-            },
+            "twilio": twilio.provider_settings(sms_url),
         }
         channels = {"push": ["fcm"], "whatsapp": ["whatsapp"], "sms": ["twilio"]}
         with world(
@@ -137,20 +132,8 @@ def test_fcm_telegram_smtp_twilio_delivered(db: str, redis_base: str, tmp_path: 
                 "token": telegram.TOKEN,
                 "webhook_secret": "tg-secret-123",
             },
-            "smtp": {
-                "host": smtp.host,
-                "port": smtp.port,
-                "security": "none",
-                "username": smtp.username,
-                "password": smtp.password,
-                "sender": "noreply@shop.example",
-            },
-            "twilio": {
-                "base_url": sms_url,
-                "account_sid": twilio.ACCOUNT_SID,
-                "auth_token": twilio.AUTH_TOKEN,
-                "sender": "+15005550006",
-            },
+            "smtp": smtp.provider_settings(),
+            "twilio": twilio.provider_settings(sms_url),
         }
         channels = {"push": ["fcm"], "telegram": ["telegram"], "email": ["smtp"], "sms": ["twilio"]}
         with world(

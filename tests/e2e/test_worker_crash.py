@@ -35,15 +35,7 @@ def test_killed_mid_send_no_duplicate_sms(tmp_path: Path, redis_base: str):
     upgrade(db)
     sim = twilio.create_app(hang_seconds=60)
     with serve(sim) as url:
-        providers = {
-            "twilio": {
-                "base_url": url,
-                "account_sid": twilio.ACCOUNT_SID,
-                "auth_token": twilio.AUTH_TOKEN,
-                "sender": "+15005550006",
-                "timeout": 30,
-            }
-        }
+        providers = {"twilio": twilio.provider_settings(url, timeout=30)}
         with world(
             database_url=db,
             redis_url=f"{redis_base}/10",

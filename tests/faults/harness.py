@@ -270,17 +270,10 @@ class FaultWorld:
 
 
 def twilio_providers(url: str) -> dict[str, dict[str, Any]]:
-    return {
-        "twilio": {
-            "base_url": url,
-            "account_sid": twilio.ACCOUNT_SID,
-            "auth_token": twilio.AUTH_TOKEN,
-            "sender": "+15005550006",
-            # Never called back here; it makes every request carry ref=<attempt id>.
-            "status_callback_url": "http://127.0.0.1:9/v1/webhooks/twilio",
-            "timeout": 5,
-        }
-    }
+    # The status callback is never called back here; it makes every request carry
+    # ref=<attempt id>.
+    callback = "http://127.0.0.1:9/v1/webhooks/twilio"
+    return {"twilio": twilio.provider_settings(url, status_callback_url=callback, timeout=5)}
 
 
 @contextmanager

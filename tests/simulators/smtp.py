@@ -132,6 +132,17 @@ class SmtpSim:
             auth_require_tls=security == "starttls",
         )
 
+    def provider_settings(self) -> dict[str, Any]:
+        """Cascade's ``smtp`` provider settings for this server."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "security": self.security,
+            "username": self.username,
+            "password": self.password,
+            "sender": "noreply@shop.example",
+        }
+
     def __enter__(self) -> SmtpSim:
         self._controller.start()
         return self

@@ -66,6 +66,19 @@ from tests.simulators.sim_common import SimState, Simulator, deliver, hang, reco
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "simulated-twilio-auth-token-0001"
+
+
+def provider_settings(base_url: str, **extra: Any) -> dict[str, Any]:
+    """Cascade's ``twilio`` provider settings for this simulator at ``base_url``."""
+    return {
+        "base_url": base_url,
+        "account_sid": ACCOUNT_SID,
+        "auth_token": AUTH_TOKEN,
+        "sender": "+15005550006",
+        **extra,
+    }
+
+
 API_VERSION = "2010-04-01"
 DEFAULT_SCENARIOS = {
     "+15005550001": "invalid",
