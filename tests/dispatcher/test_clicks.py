@@ -4,6 +4,7 @@ are redirected but count nothing, forged tokens are refused, stats count per lin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,13 @@ def test_a_click_confirms_the_step_and_no_sms_is_sent(
     assert stats["links"] == [{"page": page, "channel": "email", "clicks": 2, "messages": 1}]
     (email,) = [c for c in stats["channels"] if c["channel"] == "email"]
     assert (email["clicked"], email["click_rate"]) == (1, 1.0)
+    html = api.get("/stats", params={"since": "1d"}).text  # the stats page shows the same
+    assert f'<tr data-link="{page}"><td>{page}</td><td>email</td><td>2</td><td>1</td></tr>' in html
+    row = re.search(r'<tr data-channel="email">(.*?)</tr>', html)
+    assert row is not None
+    cells = re.findall(r"<td>(.*?)</td>", row.group(1))
+    assert (cells[4], cells[8]) == ("1", "100.0%")  # clicked, click rate
+    assert "→ clicked</figcaption>" in html
 
 
 #: Requests that are not a person clicking: (seconds after the send, method, User-Agent).

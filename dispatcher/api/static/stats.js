@@ -7,7 +7,7 @@ const COLOURS = {
   email: "#f79009", sms: "#d92d20", exhausted: "#98a2b3", expired: "#667085",
   cancelled: "#d0d5dd", suppressed: "#475467", "in progress": "#fdb022",
 };
-const STAGES = { sent: "#84adff", delivered: "#2e6be6", read: "#1d3f8f" };
+const STAGES = { sent: "#84adff", delivered: "#2e6be6", read: "#1d3f8f", clicked: "#12805c" };
 
 Chart.defaults.animation = false;
 Chart.defaults.maintainAspectRatio = false;
@@ -46,7 +46,10 @@ function bars(labels, datasets, yTitle) {
 const stats = JSON.parse(document.getElementById("stats-data").textContent);
 const channels = stats.channels.map((c) => c.channel);
 
-draw("funnel", bars(channels, ["sent", "delivered", "read"].map((stage) => ({
+// "clicked" joins the funnel once any tracked link was clicked in the period.
+const stages = ["sent", "delivered", "read"];
+if (stats.channels.some((c) => c.clicked > 0)) stages.push("clicked");
+draw("funnel", bars(channels, stages.map((stage) => ({
   label: stage, data: stats.channels.map((c) => c[stage]), backgroundColor: STAGES[stage],
 }))));
 
