@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: A BCP 47-style tag as customers and cascade files give it: ``ru``, ``pt-BR``, ``pt_BR``.
 LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
@@ -33,6 +33,15 @@ class ChannelTemplate(BaseModel):
     template: str | None = None  #: provider-side template name (WhatsApp)
     language: str | None = None  #: the provider template's language code (``en_US``, ``ru``)
     params: tuple[str, ...] = ()  #: names of data fields, in order
+    #: The index of the approved template's quick-reply button that confirms reading
+    #: (WhatsApp): Cascade sets its payload to the signed ``ack:`` reference.
+    ack_button: int | None = Field(default=None, ge=0, le=9)
+
+    @model_validator(mode="after")
+    def _button_needs_a_template(self) -> ChannelTemplate:
+        if self.ack_button is not None and not self.template:
+            raise ValueError("ack_button names a button of the approved template: set template")
+        return self
 
 
 class RenderError(Exception):

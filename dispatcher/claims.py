@@ -248,7 +248,12 @@ def build_message(
         text=text,
         title=content.get("title"),
         html=html,
-        template=TemplateRef(template["name"], template["language"], tuple(template["params"]))
+        template=TemplateRef(
+            template["name"],
+            template["language"],
+            tuple(template["params"]),
+            template.get("ack_button"),  # absent in content stored before it existed
+        )
         if template
         else None,
         reference=attempt.id,

@@ -178,6 +178,7 @@ def _from_template(template: ChannelTemplate) -> dict[str, Any]:
             "name": template.template,
             "language": template.language or "en",
             "params": list(template.params),
+            "ack_button": template.ack_button,
         }
     return {
         "title": template.title,

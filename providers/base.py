@@ -97,6 +97,8 @@ class TemplateRef:
     name: str
     language: str
     params: tuple[str, ...] = ()
+    #: The index of the template's quick-reply button that confirms reading, if it has one.
+    ack_button: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,14 @@ message with one reply button whose ``id`` is ``ack:<reference>:<mac>``
 (:class:`~providers._messaging.AckSigner`); the press comes back as an inbound
 ``interactive.button_reply`` and becomes a READ receipt for the attempt. Meta allows
 interactive messages only inside the window (and bodies up to 1024 characters), so a
-template, or a longer text, goes without the button. Off by default: WhatsApp
-already reports ``read``.
+longer text goes without the button. Off by default: WhatsApp already reports ``read``.
+
+An approved template can carry the button too: Meta fixes a template's quick-reply
+buttons (their labels) at approval, and the sender sets each one's ``payload`` per
+message. A template whose ``ack_button`` names the index of such a button
+(:class:`~providers.base.TemplateRef`) gets ``ack:<reference>:<mac>`` as that button's
+payload; the press comes back as an inbound message of type ``button`` with
+``button.payload`` and is a READ receipt like the interactive one.
 """
 
 from __future__ import annotations
@@ -62,11 +68,10 @@ from providers.errors import (
 )
 from providers.http import map_http_errors, quick_retry, raise_for_status_class
 from providers.whatsapp_errors import INVALID_ADDRESS_CODES, TEMPLATE_REQUIRED_CODE, graph_error
+from providers.whatsapp_messages import payload, pressed
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 
-#: Meta's limit on the body of an interactive message (a plain text may be 4096).
-MAX_INTERACTIVE_BODY = 1024
 _KINDS = {
     "sent": ReceiptKind.SENT,
     "delivered": ReceiptKind.DELIVERED,
@@ -116,7 +121,15 @@ class WhatsAppProvider:
                 "whatsapp: not sent: the customer has not written within 24 hours "
                 "and the step has no approved template"
             )
-        return self._post(payload(message, as_template=True))
+        return self._post(payload(message, as_template=True, button=self._template_button(message)))
+
+    def _template_button(self, message: Message) -> tuple[str, str] | None:
+        """(payload, index) for the approved template's acknowledging quick-reply button."""
+        signer = self._signer()
+        template = message.template
+        if template is None or template.ack_button is None or signer is None:
+            return None
+        return signer.payload(message.reference), str(template.ack_button)
 
     def _button(self, message: Message) -> tuple[str, str] | None:
         """(id, title) of the reply button for ``message``, when it is on."""
@@ -161,14 +174,13 @@ class WhatsAppProvider:
         return WebhookReply(events=events, inbound=tuple(self._inbound(update)))
 
     def _presses(self, update: dict[str, Any]) -> Iterator[ReceiptEvent]:
-        """Inbound ``button_reply`` messages carrying our button's id: READ receipts."""
+        """Presses of our buttons, as READ receipts: an interactive ``button_reply`` (its
+        ``id``) or a template's quick reply (type ``button``, its ``payload``)."""
         signer = self._signer()
         if signer is None:
             return
         for message in _values(update, "messages"):
-            interactive = message.get("interactive")
-            reply = interactive.get("button_reply") if isinstance(interactive, dict) else None
-            reference = signer.reference(reply.get("id")) if isinstance(reply, dict) else None
+            reference = signer.reference(pressed(message))
             press_id = as_id(message.get("id"))
             if reference is None or press_id is None:
                 continue  # the customer's own message, or an id no button of ours carried
@@ -232,42 +244,6 @@ class WhatsAppProvider:
                 error_code=str(code) if kind is ReceiptKind.FAILED and code is not None else None,
                 invalid_address=kind is ReceiptKind.FAILED and code in INVALID_ADDRESS_CODES,
             )
-
-
-def payload(
-    message: Message, *, as_template: bool, button: tuple[str, str] | None = None
-) -> dict[str, Any]:
-    """The ``/messages`` JSON body: ``message.text``, or its approved template.
-
-    ``button`` (id, title): send the text as an interactive message with that reply
-    button, if the body is short enough for one.
-    """
-    body: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": message.recipient.removeprefix("+"),
-    }
-    template = message.template
-    if as_template and template is not None:
-        spec: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
-        if template.params:
-            parameters = [{"type": "text", "text": value} for value in template.params]
-            spec["components"] = [{"type": "body", "parameters": parameters}]
-        body["type"] = "template"
-        body["template"] = spec
-    elif button and len(message.text) <= MAX_INTERACTIVE_BODY:
-        reply = {"type": "reply", "reply": {"id": button[0], "title": button[1]}}
-        body["type"] = "interactive"
-        body["interactive"] = {
-            "type": "button",
-            "body": {"text": message.text},
-            "action": {"buttons": [reply]},
-        }
-    else:
-        body["type"] = "text"
-        body["text"] = {"preview_url": False, "body": message.text}
-    body["biz_opaque_callback_data"] = message.reference
-    return body
 
 
 def _values(update: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:

@@ -276,3 +276,33 @@ def test_unavailable_channels_reported_beside_schema_errors(tmp_path: Path):
         ("steps.0.channel", 4),
         ("steps.1.channel", 7),
     ]
+
+
+WITH_TEMPLATE = (
+    GOOD.replace("channel: push", "channel: whatsapp")
+    + """templates:
+  order:
+    whatsapp: {body: "Order {{ id }}", template: order_update, params: [id], ack_button: 0}
+    sms: {body: "Order {{ id }}"}
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ("template: order_update, ", "templates.order.whatsapp", "ack_button names a button"),
+        ("ack_button: 0", "templates.order.whatsapp.ack_button", "less than or equal to 9"),
+    ],
+    ids=["button-without-template", "index-out-of-range"],
+)
+def test_a_templates_ack_button_is_checked(tmp_path: Path, change: str, field: str, message: str):
+    """The quick-reply button to sign belongs to an approved template, index 0-9."""
+    good = tmp_path / "good.yaml"
+    good.write_text(WITH_TEMPLATE)
+    template = load_file(good, None).templates["order"][Channel.WHATSAPP]
+    assert (template.template, template.ack_button) == ("order_update", 0)
+    text = WITH_TEMPLATE.replace(change, "" if "template:" in change else "ack_button: 10")
+    ((got_field, got_message, got_line),) = problems_of(tmp_path, text)
+    assert (got_field, got_line) == (field, 12)
+    assert message in got_message

@@ -13,9 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from dispatcher.claims import build_message
 from dispatcher.models import Attempt, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.sweep import sweep
+from providers.base import TemplateRef
 from tests.dispatcher.test_broadcasts import fan_outs
 from tests.support.clock import FakeClock
 from tests.support.dispatching import Make, drain
@@ -175,3 +177,26 @@ def test_broadcast_with_a_variable_missing_in_one_variant_is_422(notices):
     )
     assert answer.status_code == 422
     assert "'courier' is undefined in the sms template, locale ru" in answer.json()["detail"]
+
+
+def test_the_templates_quick_reply_button_reaches_the_provider(notices):
+    """en's WhatsApp template names its acknowledging quick reply (ack_button: 0): stored
+    with the content and handed to the provider; ru's has none."""
+    runtime, api = notices
+    refs = {}
+    for locale in ("en", "ru"):
+        customer(api, f"wa-{locale}", locale, ["whatsapp", "sms"])
+        nid = order(api, f"wa-{locale}")["id"]
+        assert content_of(runtime, nid)["whatsapp"]["template"]["ack_button"] == (
+            0 if locale == "en" else None
+        )
+        with Session(runtime.engine) as session:
+            notification = session.get(Notification, nid)
+            attempt = session.exec(select(Attempt).where(Attempt.notification_id == nid)).first()
+            assert notification is not None
+            assert attempt is not None
+            refs[locale] = build_message(runtime, notification, attempt, PHONE).template
+    assert refs == {
+        "en": TemplateRef("order_update", "en_US", ("42", "shipped"), ack_button=0),
+        "ru": TemplateRef("order_update", "ru", ("42", "shipped")),
+    }

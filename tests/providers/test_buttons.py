@@ -15,7 +15,8 @@ import pytest
 from pydantic import SecretStr
 
 from providers._messaging import AckSigner
-from providers.base import Message, ReceiptKind
+from providers.base import Message, ReceiptKind, TemplateRef
+from providers.errors import ProviderConfigError
 from providers.viber import ViberConfig, ViberProvider
 from providers.vk import VkConfig, VkProvider
 from providers.whatsapp import WhatsAppConfig, WhatsAppProvider
@@ -289,6 +290,77 @@ def test_whatsapp_forged_press_confirms_nothing(reply_id: str):
     assert (answer.status_code, answer.events) == (200, ())
 
 
+# --- WhatsApp templates: the approved quick-reply button carries the signed payload -------
+
+TEMPLATED = Message(
+    **{
+        **vars_of(MESSAGE),
+        "template": TemplateRef("order_update", "en", ("42", "shipped"), ack_button=0),
+    }
+)
+
+
+def test_whatsapp_template_sets_the_payload_of_its_quick_reply_button():
+    """Outside the window the template goes, its quick reply carrying ack:<ref>:<mac>; a
+    template without ack_button, or a provider without a key, sets no payload."""
+    plain = Message(
+        **{**vars_of(TEMPLATED), "template": TemplateRef("order_update", "en", ("42", "shipped"))}
+    )
+    with scripted(reply(200, WA_OK)) as (client, script):
+        whatsapp(client).send(TEMPLATED)
+        with_button = script.json()["template"]
+        whatsapp(client).send(plain)
+        without = script.json()["template"]
+        whatsapp(client, ack_key=None, app_secret=None).send(TEMPLATED)
+        keyless = script.json()["template"]
+    assert with_button["components"] == [
+        {
+            "type": "body",
+            "parameters": [{"type": "text", "text": "42"}, {"type": "text", "text": "shipped"}],
+        },
+        {
+            "type": "button",
+            "sub_type": "quick_reply",
+            "index": "0",
+            "parameters": [{"type": "payload", "payload": signer("whatsapp").payload(REFERENCE)}],
+        },
+    ]
+    assert [c["type"] for c in without["components"]] == ["body"]
+    assert [c["type"] for c in keyless["components"]] == ["body"]
+
+
+def wa_quick_reply(payload: str) -> tuple[Any, bytes]:
+    return wa_sim.button_reply_callback(
+        wa_sim.APP_SECRET,
+        sender="14155552671",
+        reply_id=payload,
+        title="Got it",
+        context_id="wamid.ours",
+        timestamp=1740830400,
+        quick_reply=True,
+    )
+
+
+def test_whatsapp_quick_reply_press_is_a_read_receipt_for_the_attempt():
+    headers, body = wa_quick_reply(signer("whatsapp").payload(REFERENCE))
+    with scripted() as (client, _):
+        answer = whatsapp(client).handle(webhook_request(body, headers))
+    (event,) = answer.events
+    assert (event.kind, event.reference, event.provider_message_id) == (
+        ReceiptKind.READ,
+        REFERENCE,
+        "wamid.ours",
+    )
+
+
+@pytest.mark.parametrize("payload", forgeries("whatsapp"))
+def test_whatsapp_forged_quick_reply_confirms_nothing(payload: str):
+    headers, body = wa_quick_reply(payload)
+    with scripted() as (client, _):
+        answer = whatsapp(client).handle(webhook_request(body, headers))
+    assert (answer.status_code, answer.events) == (200, ())
+
+
 # --- over real HTTP: each simulator sends, the customer presses, the webhook receives ------
 
 
@@ -342,9 +414,26 @@ def test_presses_through_the_simulators():
                 ],
             ]
             results["whatsapp"] = (_events(received), codes)
+
+        sim = wa_sim.create_app()  # outside the window: the template's quick reply
+        with running(sim, whatsapp(client)) as (base, hook, received):
+            wa_sender = whatsapp(client, base_url=base, access_token=SecretStr(wa_sim.ACCESS_TOKEN))
+            wamid = wa_sender.send(TEMPLATED).provider_message_id
+            press = {"url": hook, "message_id": wamid}
+            codes = [
+                client.post(f"{base}/_sim/press", json=press).json()["status_code"],
+                client.post(f"{base}/_sim/press", json={**press, "reply_id": "ack:x:y"}).json()[
+                    "status_code"
+                ],
+            ]
+            results["whatsapp template"] = (_events(received), codes)
+            unknown = TemplateRef("order_update", "en", ("42", "shipped"), ack_button=1)
+            with pytest.raises(ProviderConfigError, match="131009"):  # no button 1 in it
+                wa_sender.send(Message(**{**vars_of(TEMPLATED), "template": unknown}))
     read = [(ReceiptKind.READ, REFERENCE)]
     assert results == {
         "viber": (read, [200, 200]),
         "vk": (read, [200, 200]),
         "whatsapp": (read, [200, 200]),
+        "whatsapp template": (read, [200, 200]),
     }

@@ -50,7 +50,10 @@ with ``{"url", "verify_token", "challenge"?}`` performs Meta's GET handshake.
 reply button of a sent interactive message: Meta POSTs a signed ``messages`` webhook
 with an ``interactive.button_reply`` (the button's ``id``, or the given
 ``reply_id`` to forge one) and a ``context`` naming the message; 409 if it had no
-button. :func:`button_reply_callback` builds it for tests.
+button. For a template whose quick-reply button got a payload (a ``button``
+component, ``sub_type: quick_reply``, ``index`` of one of the template's
+``QUICK_REPLIES``, else 400 code 131009) the press is a message of type ``button``
+with that ``payload`` and the button's label. :func:`button_reply_callback` builds both.
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ _ERROR_TITLES = {131026: "Message undeliverable", 131047: "Re-engagement message
 APPROVED: dict[str, dict[str, int]] = {
     "order_update": {"en": 2, "en_US": 2, "ru": 2, "pt": 2, "pt_BR": 2},
 }
+#: The labels of each approved template's quick-reply buttons, by index.
+QUICK_REPLIES: dict[str, tuple[str, ...]] = {"order_update": ("Got it",)}
 WINDOW_SECONDS = 24 * 3600
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _PARAMETER_TYPES = {"text", "currency", "date_time", "image", "document", "video", "payload"}
@@ -206,16 +211,25 @@ def button_reply_callback(
     context_id: str,
     timestamp: int,
     phone_number_id: str = PHONE_NUMBER_ID,
+    quick_reply: bool = False,
 ) -> tuple[dict[str, str], bytes]:
-    """A signed ``messages`` webhook: ``sender`` pressed a reply button of ``context_id``."""
-    message = {
+    """A signed ``messages`` webhook: ``sender`` pressed a reply button of ``context_id``:
+    an interactive message's (``interactive.button_reply``), or with ``quick_reply`` a
+    template's quick-reply button (type ``button``: its ``payload`` and ``text``)."""
+    message: dict[str, Any] = {
         "context": {"from": "15550001111", "id": context_id},
         "from": sender,
         "id": f"wamid.press-{sender}-{timestamp}-{reply_id[-6:]}",
         "timestamp": str(timestamp),
-        "type": "interactive",
-        "interactive": {"type": "button_reply", "button_reply": {"id": reply_id, "title": title}},
     }
+    if quick_reply:
+        message |= {"type": "button", "button": {"payload": reply_id, "text": title}}
+    else:
+        reply = {"id": reply_id, "title": title}
+        message |= {
+            "type": "interactive",
+            "interactive": {"type": "button_reply", "button_reply": reply},
+        }
     value = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
@@ -341,6 +355,10 @@ def _template_error(
         return graph_error(
             400, 132000, "Number of parameters does not match the expected number of params"
         )
+    labels = QUICK_REPLIES.get(template["name"], ())
+    for component in template.get("components", []):
+        if component["type"] == "button" and _quick_reply(component, labels) is None:
+            return graph_error(400, 131009, "Parameter value is not valid: button component")
     for parameter in texts:
         text = parameter.get("text", "")
         if parameter["type"] == "text" and ("\n" in text or "\t" in text or " " * 5 in text):
@@ -348,6 +366,31 @@ def _template_error(
                 400, 132018, "Param text cannot have new-line/tab characters or 4+ spaces"
             )
     return None
+
+
+def _quick_reply(component: dict[str, Any], labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """A template's ``button`` component as a sent button (``reply``: id and title), if it
+    sets the payload of one of the template's quick-reply buttons (by its ``index``)."""
+    index, parameters = str(component.get("index")), component.get("parameters")
+    if component.get("sub_type") != "quick_reply" or not index.isdigit():
+        return None
+    if int(index) >= len(labels) or not isinstance(parameters, list) or len(parameters) != 1:
+        return None
+    payload = parameters[0].get("payload")
+    if parameters[0].get("type") != "payload" or not isinstance(payload, str) or not payload:
+        return None
+    return {"type": "quick_reply", "reply": {"id": payload, "title": labels[int(index)]}}
+
+
+def _sent_buttons(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The buttons a sent message shows with our ids: an interactive message's reply
+    buttons, or the quick replies of a template whose payloads we set."""
+    if body.get("type") == "template":
+        labels = QUICK_REPLIES.get(body["template"]["name"], ())
+        components = body["template"].get("components", [])
+        pressed = (_quick_reply(c, labels) for c in components if c["type"] == "button")
+        return [button for button in pressed if button is not None]
+    return list((body.get("interactive") or {}).get("action", {}).get("buttons", []))
 
 
 def _press_route(
@@ -363,7 +406,8 @@ def _press_route(
         sent = messages.get(spec["message_id"])
         if sent is None:
             return JSONResponse({"error": "no such message"}, 404)
-        reply = (sent["buttons"] or [{}])[0].get("reply") or {}
+        button = (sent["buttons"] or [{}])[0]
+        reply = button.get("reply") or {}
         reply_id = spec.get("reply_id", reply.get("id"))
         if reply_id is None:
             return JSONResponse({"error": "that message has no button"}, 409)
@@ -375,6 +419,7 @@ def _press_route(
             context_id=sent["id"],
             timestamp=int(spec.get("timestamp", clock())),
             phone_number_id=phone_number_id,
+            quick_reply=button.get("type") == "quick_reply",
         )
         return await deliver(spec["url"], headers, body)
 
@@ -428,7 +473,7 @@ def create_app(
             "reference": body.get("biz_opaque_callback_data"),
             "type": kind,
             "window_closed": closed,
-            "buttons": (body.get("interactive") or {}).get("action", {}).get("buttons", []),
+            "buttons": _sent_buttons(body),
         }
         messages[wamid] = sent
         state.sent.append(sent)
