@@ -84,16 +84,6 @@ def follow(rt: Runtime, token: str, *, method: str, user_agent: str | None) -> F
             session.refresh(notification)
         else:
             return Followed(target, "moved")  # the visitor still gets the page
-        session.add(
-            LinkClick(
-                attempt_id=attempt.id,
-                link=index,
-                page=page_of(target),
-                first=transition.outcome != "counted",
-                channel=attempt.channel,
-                cascade=attempt.cascade,
-                notification_created_at=attempt.notification_created_at,
-                at=now,
-            )
-        )
+        first = transition.outcome != "counted"
+        session.add(LinkClick.of(attempt, index, page_of(target), first=first, at=now))
         return Followed(target, transition.outcome)

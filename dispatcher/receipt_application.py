@@ -19,8 +19,8 @@ from dispatcher.history import record
 from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply as apply_transition
 from dispatcher.models import Attempt, Notification
-from dispatcher.receipt_decisions import NOT_YET_SENT, on_receipt
-from dispatcher.receipt_tables import ProviderEvent
+from dispatcher.receipt_decisions import NOT_YET_SENT, on_click, on_receipt
+from dispatcher.receipt_tables import APP_LINK, APP_PAGE, LinkClick, ProviderEvent
 from dispatcher.states import OPEN_STATES
 from dispatcher.work import Work
 from providers.base import Channel, ReceiptKind
@@ -167,12 +167,12 @@ def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
             Notification, attempt.notification_id, populate_existing=retry > 0
         )
         assert notification is not None
-        transition = on_receipt(
-            attempt,
-            kind,
-            event.occurred_at or work.now,
-            work.now,
-            open_=notification.state in OPEN_STATES,
+        open_ = notification.state in OPEN_STATES
+        at = event.occurred_at or work.now
+        transition = (
+            on_click(attempt, APP_LINK, work.now, open_=open_)
+            if kind is ReceiptKind.CLICKED  # the app saw a tap: a click, as on a tracked link
+            else on_receipt(attempt, kind, at, work.now, open_=open_)
         )
         if transition is None:
             return "waiting"
@@ -183,6 +183,10 @@ def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
                 detail={"code": event.error_code},
             )
         if apply_transition(work, notification, attempt, transition, source=source):
+            if kind is ReceiptKind.CLICKED:
+                first = transition.outcome != "counted"
+                session.add(LinkClick.of(attempt, APP_LINK, APP_PAGE, first=first, at=work.now))
+                return transition.outcome
             if transition.outcome == "late":
                 _late(work, notification, attempt, kind, source)
             return "applied" if transition.outcome == "late" else transition.outcome

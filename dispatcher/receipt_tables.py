@@ -7,15 +7,25 @@ Registered on ``SQLModel.metadata`` when :mod:`dispatcher.models` is imported.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from dispatcher.columns import utc_column
 
+if TYPE_CHECKING:
+    from dispatcher.models import Attempt
+
+#: ``link`` and ``page`` of a click the app reports on the message itself (a tap on the
+#: push), not on one of its tracked links: ``POST /v1/receipts`` with ``status: clicked``.
+APP_LINK = -1
+APP_PAGE = "(the message, as the app reported)"
+
 
 class LinkClick(SQLModel, table=True):
-    """One counted click on a tracked link (previews and scanners are not counted).
+    """One counted click on a tracked link (previews and scanners are not counted), or on
+    the message itself as the app reports it (``APP_LINK``, ``APP_PAGE``).
 
     ``page`` is the link's target without its query and fragment: per-customer
     parameters would make every link its own row in the stats.
@@ -25,13 +35,27 @@ class LinkClick(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     attempt_id: str = Field(foreign_key="attempt.id", index=True, max_length=36)
-    link: int  #: the link's index in its message (the token carries it)
+    link: int  #: the link's index in its message (the token carries it); APP_LINK: the app
     page: str = Field(max_length=512)
     first: bool  #: the attempt's first counted click (the one that confirms)
     channel: str = Field(max_length=16)
     cascade: str | None = Field(default=None, max_length=64)
     notification_created_at: datetime | None = utc_column()
     at: datetime = utc_column(nullable=False)
+
+    @classmethod
+    def of(cls, attempt: Attempt, link: int, page: str, *, first: bool, at: datetime) -> LinkClick:
+        """A click on ``attempt``'s message."""
+        return cls(
+            attempt_id=attempt.id,
+            link=link,
+            page=page,
+            first=first,
+            channel=attempt.channel,
+            cascade=attempt.cascade,
+            notification_created_at=attempt.notification_created_at,
+            at=at,
+        )
 
 
 class ProviderEvent(SQLModel, table=True):

@@ -158,6 +158,7 @@ class ReceiptIn(Strict):
 
     attempt_id: str | None = Field(default=None, max_length=36)
     notification_id: str | None = Field(default=None, max_length=36)
+    #: ``clicked``: the customer tapped the message (applied as a click; implies read).
     status: Literal["delivered", "read", "clicked"]
     token: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")
     event_id: str | None = Field(default=None, max_length=128)

@@ -149,6 +149,8 @@ class ReceiptKind(enum.StrEnum):
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
+    #: The customer acted on the message (an app reporting a tap); implies read.
+    CLICKED = "clicked"
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ def app_receipt(
     or token is the same 401 whether the attempt exists or not.
     """
     attempt = _authorized_attempt(session, body, request, runtime)
-    kind = ReceiptKind.READ if body.status in ("read", "clicked") else ReceiptKind.DELIVERED
+    kind = ReceiptKind(body.status)  # clicked: a tap on the message, applied as a click
     # Dedupe ids live under the attempt: a client's event id can never equal (and so
     # pre-claim) the id of another attempt's receipt.
     suffix = f"client:{body.event_id}" if body.event_id else kind.value

@@ -21,13 +21,14 @@ from dispatcher.claims import build_message
 from dispatcher.links import link_key, make_token
 from dispatcher.models import Attempt, Event, Notification
 from dispatcher.publisher import RecordingPublisher
-from dispatcher.receipt_tables import LinkClick
+from dispatcher.receipt_tables import APP_LINK, APP_PAGE, LinkClick
 from dispatcher.runtime import Runtime, build_router, capabilities
 from dispatcher.sweep import sweep
+from dispatcher.tokens import receipt_token
 from tests.conftest import AUTH, make_settings
 from tests.support.clock import FakeClock
 from tests.support.dispatching import drain
-from tests.support.scenario import EMAIL, PHONE, put_customer, show
+from tests.support.scenario import EMAIL, PHONE, PUSH_TOKEN, put_customer, show
 
 BASE = "https://cascade.example"
 TARGET = "https://shop.example/o/42?customer=alice"
@@ -49,6 +50,14 @@ steps:
   - {channel: sms, wait_for: clicked, timeout: 60s}
   - {channel: email, wait_for: sent, timeout: 60s}
 """
+PUSH_TAP = """\
+name: push_tap
+ttl: 1h
+quiet_hours: ignore
+steps:
+  - {channel: push, wait_for: clicked, timeout: 60s}
+  - {channel: sms, wait_for: delivered, timeout: 60s}
+"""
 UNTRACKED = """\
 name: untracked
 ttl: 1h
@@ -66,6 +75,7 @@ def _cascades_dir(tmp_path: Path) -> Path:
     (directory / "clicks.yaml").write_text(CASCADE)
     (directory / "untracked.yaml").write_text(UNTRACKED)
     (directory / "sms_first.yaml").write_text(SMS_FIRST)
+    (directory / "push_tap.yaml").write_text(PUSH_TAP)
     return directory
 
 
@@ -310,3 +320,65 @@ def test_an_sms_step_waiting_for_a_click(tracked: tuple[Runtime, TestClient], cl
     state = show(api, nid)
     assert state["state"] == "clicked"
     assert [a["channel"] for a in state["attempts"]] == ["sms"]
+
+
+def test_the_app_reporting_a_tap_is_a_click(tracked: tuple[Runtime, TestClient], clock: FakeClock):
+    """POST /v1/receipts status=clicked (the push's receipt token): a click on the message
+    itself. It satisfies a push step waiting for 'clicked' (a 'read' does not), so no SMS;
+    counted per channel and as its own row in the links; again: only counted. The same
+    token cannot click another channel's attempt."""
+    runtime, api = tracked
+    contacts = [{"channel": "push", "address": PUSH_TOKEN}, {"channel": "sms", "address": PHONE}]
+    put_customer(api, "tap1", contacts)
+    nid = api.post(
+        "/v1/notifications",
+        json={"customer_id": "tap1", "cascade": "push_tap", "content": {"text": "Parcel"}},
+    ).json()["id"]
+    drain(runtime)
+    (push,) = show(api, nid)["attempts"]
+    secret = runtime.settings.effective_receipt_secret
+
+    def app_says(attempt_id: str, status: str, event_id: str | None = None) -> dict[str, Any]:
+        token = receipt_token(secret, attempt_id)
+        body = {"attempt_id": attempt_id, "status": status, "token": token, "event_id": event_id}
+        answer = api.post("/v1/receipts", json=body, headers={"Authorization": ""})
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    clock.advance(5)
+    assert app_says(push["id"], "read")["notification_state"] == "in_progress"
+    clock.advance(5)
+    assert app_says(push["id"], "clicked") == {
+        "outcome": "finished",
+        "notification_state": "clicked",
+    }
+    assert app_says(push["id"], "clicked")["outcome"] == "duplicate"  # the app's retry
+    assert app_says(push["id"], "clicked", event_id="tap-2")["outcome"] == "counted"
+    sweep(runtime, now=clock.advance(120))
+    drain(runtime)
+    state = show(api, nid)
+    assert [a["channel"] for a in state["attempts"]] == ["push"]
+    assert state["attempts"][0]["clicked_at"] is not None
+    assert [
+        (e["detail"]["link"], e["detail"]["first"], e["source"])
+        for e in events(api, nid, "clicked")
+    ] == [
+        (APP_LINK, True, "app"),
+        (APP_LINK, False, "app"),
+    ]
+    stats = api.get("/v1/stats", params={"since": "1d"}).json()
+    assert stats["links"] == [{"page": APP_PAGE, "channel": "push", "clicks": 2, "messages": 1}]
+    (row,) = [c for c in stats["channels"] if c["channel"] == "push"]
+    assert (row["clicked"], row["click_rate"]) == (1, 1.0)
+
+    other = api.post(
+        "/v1/notifications",
+        json={"customer_id": "tap1", "cascade": "push_tap", "content": {"text": "Parcel"}},
+    ).json()["id"]
+    drain(runtime)
+    sweep(runtime, now=clock.advance(61))
+    drain(runtime)
+    sms = show(api, other)["attempts"][1]
+    assert sms["channel"] == "sms"
+    assert app_says(sms["id"], "clicked")["outcome"] == "foreign"  # a push's token only
+    assert show(api, other)["attempts"][1]["clicked_at"] is None

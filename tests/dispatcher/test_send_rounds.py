@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+import pytest
 from fastapi.testclient import TestClient
 
 from dispatcher.claims import claim_round
@@ -51,8 +52,10 @@ def test_one_round_claims_each_attempt_once(make: Make):
     assert again[0].token is None  # committed: a later message finds nothing to claim
 
 
-def test_a_round_records_each_outcome_and_receipts_that_came_meanwhile(make: Make):
-    """Recorded together: one read during the send (finishes), one sent, one claim lost."""
+@pytest.mark.parametrize("status", ["read", "clicked"])
+def test_a_round_records_each_outcome_and_receipts_that_came_meanwhile(make: Make, status: str):
+    """Recorded together: one read (or the app's tap) during the send (finishes), one sent,
+    one claim lost."""
     runtime, api = make()
     notifications = _customers(api, 3)
     bells = pending_bells(runtime)
@@ -62,7 +65,7 @@ def test_a_round_records_each_outcome_and_receipts_that_came_meanwhile(make: Mak
         assert not isinstance(c.prepared, str)
         message, (provider, *_) = c.prepared
         outcomes.append(Outcome(provider, result=provider.send(message)))
-    assert receipt(api, bells[0], "read")["outcome"] == "waiting"  # arrived mid-send
+    assert receipt(api, bells[0], status)["outcome"] == "waiting"  # arrived mid-send
     items = [(bells[0], str(claimed[0].token), outcomes[0])]
     items += [(bells[1], str(claimed[1].token), outcomes[1])]
     items += [(bells[2], "someone-else", outcomes[2])]  # not our claim
