@@ -5,6 +5,8 @@ Per variant, over the notifications created in the period that were assigned to 
 * ``confirmed``: notifications that reached what their step waits for (``wait_for``:
   state clicked, read, delivered or sent); ``confirmation_rate`` = confirmed / notifications;
 * ``read`` / ``read_rate``: notifications with an attempt the customer read (opened);
+* ``clicked`` / ``click_rate``: notifications with an attempt the customer clicked (a
+  tracked link, or a tap the app reported);
 * ``median_seconds_to_confirmation``: from creation to confirmation (the median of
   ``finished_at - created_at`` of the confirmed ones);
 * ``cost`` and ``cost_per_confirmed``;
@@ -34,8 +36,9 @@ from dispatcher.variants import statuses
 
 #: Final states reached through a channel: the step's ``wait_for`` was met.
 CONFIRMED = tuple(state.value for state in CONFIRMED_STATES)
-#: (notifications, confirmed, read, cost) of one variant.
-Counts = tuple[int, int, int, float]
+#: (notifications, confirmed, read, clicked, cost) of one variant.
+Counts = tuple[int, int, int, int, float]
+NONE: Counts = (0, 0, 0, 0, 0.0)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -46,16 +49,19 @@ def _counts(
     session: Session, experiments: list[str], since: datetime, until: datetime
 ) -> dict[tuple[str, str], Counts]:
     confirmed = col(Notification.state).in_(CONFIRMED)
-    was_read = exists().where(
-        col(Attempt.notification_id) == col(Notification.id), col(Attempt.read_at).is_not(None)
+    read, clicked = (
+        exists().where(col(Attempt.notification_id) == col(Notification.id), at.is_not(None))
+        for at in (col(Attempt.read_at), col(Attempt.clicked_at))
     )
     query = (
         sa_select(
             col(Notification.experiment),
             col(Notification.variant),
             func.count(),
-            func.coalesce(func.sum(case((confirmed, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((was_read, 1), else_=0)), 0),
+            *(
+                func.coalesce(func.sum(case((c, 1), else_=0)), 0)
+                for c in (confirmed, read, clicked)
+            ),
             func.coalesce(func.sum(Notification.cost), 0.0),
         )
         .where(
@@ -66,8 +72,8 @@ def _counts(
         .group_by(col(Notification.experiment), col(Notification.variant))
     )
     return {
-        (str(e), str(v)): (int(n), int(c), int(r), float(cost))
-        for e, v, n, c, r, cost in session.execute(query)
+        (str(e), str(v)): (int(n), int(c), int(r), int(k), float(cost))
+        for e, v, n, c, r, k, cost in session.execute(query)
     }
 
 
@@ -131,11 +137,11 @@ def experiment_stats(
         name = str(one.experiment_name)
         stored = statuses(session, name)
         control_name = one.experiment.variants[0].name
-        control = counts.get((name, control_name), (0, 0, 0, 0.0))
+        control = counts.get((name, control_name), NONE)
         variants = []
         for variant in one.experiment.variants:
-            row = counts.get((name, variant.name), (0, 0, 0, 0.0))
-            notifications, confirmed, read, cost = row
+            row = counts.get((name, variant.name), NONE)
+            notifications, confirmed, read, clicked, cost = row
             variants.append(
                 {
                     "variant": variant.name,
@@ -146,6 +152,8 @@ def experiment_stats(
                     "confirmation_rate": _rate(confirmed, notifications),
                     "read": read,
                     "read_rate": _rate(read, notifications),
+                    "clicked": clicked,
+                    "click_rate": _rate(clicked, notifications),
                     "median_seconds_to_confirmation": medians.get((name, variant.name)),
                     "cost": round(cost, 6),
                     "cost_per_confirmed": round(cost / confirmed, 6) if confirmed else None,

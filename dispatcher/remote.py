@@ -187,7 +187,7 @@ def _difference(value: dict[str, Any] | None) -> str | None:
 
 def print_experiments(experiments: Sequence[dict[str, Any]]) -> None:
     """The A/B section of ``dispatcher stats``: each experiment's variants side by side."""
-    columns = ["notifications", "confirmed", "confirmation_rate", "read_rate"]
+    columns = ["notifications", "confirmed", "confirmation_rate", "read_rate", "click_rate"]
     more = ["median_seconds_to_confirmation", "cost_per_confirmed"]
     for experiment in experiments:
         print()
@@ -197,7 +197,15 @@ def print_experiments(experiments: Sequence[dict[str, Any]]) -> None:
             + [v[c] for c in more]
             for v in experiment["variants"]
         ]
-        headers = ["variant", "status", "notifications", "confirmed", "rate", "read rate"]
+        headers = [
+            "variant",
+            "status",
+            "notifications",
+            "confirmed",
+            "rate",
+            "read rate",
+            "click rate",
+        ]
         print(table([*headers, "vs control (95% CI)", "median s", "cost/confirmed"], rows))
 
 

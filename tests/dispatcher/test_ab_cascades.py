@@ -202,7 +202,10 @@ def test_stats_compare_both_variants_with_an_interval(make: Make, clock: FakeClo
     assert sms["channel"] == "sms"
     receipt(api, sms["id"], "delivered")
     confirmed_after["control"].append(70.0)
-    read = {"control": 3, "email_first": 0}
+    # The customer then taps one delivered e-mail (the operator reports it): read and clicked.
+    receipt(api, show(api, sent["email_first"][0])["attempts"][0]["id"], "clicked")
+    read = {"control": 3, "email_first": 1}
+    clicked = {"control": 0, "email_first": 1}
 
     stats = api.get("/v1/stats", params={"since": start.isoformat()}).json()
     [experiment] = stats["experiments"]
@@ -232,6 +235,8 @@ def test_stats_compare_both_variants_with_an_interval(make: Make, clock: FakeClo
             "confirmation_rate": round(c / n, 4),
             "read": read[variant],
             "read_rate": round(read[variant] / n, 4),
+            "clicked": clicked[variant],
+            "click_rate": round(clicked[variant] / n, 4),
             "median_seconds_to_confirmation": statistics.median(confirmed_after[variant]),
             "cost": round(cost[variant], 6),
             "cost_per_confirmed": round(cost[variant] / c, 6),
@@ -265,6 +270,8 @@ _FIGURES = (
     "confirmation_rate",
     "read",
     "read_rate",
+    "clicked",
+    "click_rate",
     "median_seconds_to_confirmation",
     "cost",
     "cost_per_confirmed",
