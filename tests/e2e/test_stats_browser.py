@@ -139,6 +139,8 @@ def run_scenario(api: httpx.Client, sms: str) -> dict[str, str]:
     push = first_attempt(api, read, "sent")
     response = api.post("/v1/receipts", json={"attempt_id": push["id"], "status": "read"})
     assert response.json()["notification_state"] == "read", response.text
+    response = api.post("/v1/receipts", json={"attempt_id": push["id"], "status": "clicked"})
+    assert response.json()["outcome"] == "late", response.text  # then tapped: counted, late
 
     rejected = notify(api, "b-rejected", {"channel": "sms", "address": STOPPED})
     wait_until(lambda: show(api, rejected)["state"] == "exhausted", what="the rejected SMS")
@@ -284,7 +286,7 @@ def painted(page: Any, chart_id: str) -> int:
 
 
 def test_stats_page_draws_the_scenario(scenario: Scenario, page: Any, tmp_path: Path):
-    """Log in with the key, then every chart shows the scenario: 1 push read, SMS 1 sent and
+    """Log in with the key, then every chart shows the scenario: 1 push read (then tapped), SMS 1 sent and
     delivered, 1 rejected, 1 unknown; finished on push, on SMS, exhausted, still open."""
     url = scenario.url
     page.goto(f"{url}/stats?since=1h")
@@ -296,7 +298,7 @@ def test_stats_page_draws_the_scenario(scenario: Scenario, page: Any, tmp_path: 
         page.wait_for_selector(f"canvas#{chart_id}[data-drawn='true']", state="attached")
     assert chart(page, "funnel") == (
         ["push", "sms"],
-        {"sent": [1, 1], "delivered": [1, 1], "read": [1, 0]},
+        {"sent": [1, 1], "delivered": [1, 1], "read": [1, 0], "clicked": [1, 0]},
     )
     assert chart(page, "finished") == (
         ["push", "sms", "exhausted", "in progress"],
@@ -323,6 +325,10 @@ def test_stats_page_draws_the_scenario(scenario: Scenario, page: Any, tmp_path: 
         "saved": "0.05",
         "redundant_sends": "0",
     }
+    links = page.locator("[data-figure='links'] tbody tr").all_inner_texts()
+    assert [row.split("\t") for row in links] == [
+        ["(the message, as the app reported)", "push", "1", "1"]
+    ]
     for chart_id in ("funnel", "finished", "money", "read_time"):
         assert painted(page, chart_id) > 2000, chart_id
     screenshot(page, "stats-page.png", tmp_path)
