@@ -17,12 +17,12 @@ from typing import Any
 
 from config.cascades import Cascade
 from dispatcher.affinity import Affinity
+from dispatcher.attempt_rows import quiet_hours_of
 from dispatcher.content import attempt_fields, for_locale
 from dispatcher.customer_schemas import PreferencesIn
 from dispatcher.customer_tables import ContactPoint, Customer
 from dispatcher.customers import profile_from
 from dispatcher.engine import Plan, plan_steps, release_time
-from dispatcher.lifecycle import quiet_hours_of
 from dispatcher.states import AttemptState, NotificationState
 
 

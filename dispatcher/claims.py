@@ -29,12 +29,11 @@ from dispatcher.lifecycle import apply
 from dispatcher.links import rewrite
 from dispatcher.models import Attempt, ContactPoint, Notification, UTCDateTime
 from dispatcher.runtime import Runtime
+from dispatcher.state_statements import NO_SYNC
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState
 from dispatcher.tokens import receipt_token
 from dispatcher.work import Work, unit_of_work
 from providers.base import Channel, Message, Provider, TemplateRef
-
-_NO_SYNC = {"synchronize_session": False}
 
 #: What a claimed attempt needs to be sent (its message and providers), or why it is not sent.
 Prepared = tuple[Message, list[Provider]] | str
@@ -63,7 +62,7 @@ _CLAIM = (
     )
     .returning(Attempt)
 )
-_CLAIM_OPTIONS = {**_NO_SYNC, "populate_existing": True}
+_CLAIM_OPTIONS = {**NO_SYNC, "populate_existing": True}
 
 
 def claim_many(
@@ -92,7 +91,7 @@ def mark_taken(rt: Runtime, attempt_ids: list[str], now: datetime | None = None)
     reserved groups (the queue itself empty) looked lost and was rung again."""
     with unit_of_work(rt, now) as work:
         params = {"ids": attempt_ids, "now": work.now}
-        marked: int = work.session.execute(_TAKEN, params, execution_options=_NO_SYNC).rowcount  # type: ignore[attr-defined]
+        marked: int = work.session.execute(_TAKEN, params, execution_options=NO_SYNC).rowcount  # type: ignore[attr-defined]
     return marked
 
 

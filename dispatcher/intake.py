@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from config.cascades import Cascade
 from config.settings import Settings
+from dispatcher.attempt_rows import create_attempt
 from dispatcher.content import render_content
 from dispatcher.customers import (
     FieldError,
@@ -34,7 +35,6 @@ from dispatcher.engine import Plan, plan_steps
 from dispatcher.experiments import VariantStatuses
 from dispatcher.history import record
 from dispatcher.idempotency import find_by_key, request_hash
-from dispatcher.lifecycle import create_attempt
 from dispatcher.models import Customer, Notification
 from dispatcher.publisher import Doorbell
 from dispatcher.runtime import Runtime
