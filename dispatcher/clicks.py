@@ -18,7 +18,7 @@ from dispatcher.links import find_links, link_key, read_token
 from dispatcher.models import Attempt, Notification
 from dispatcher.previews import not_a_click
 from dispatcher.receipt_decisions import NOT_YET_SENT, on_click
-from dispatcher.receipt_tables import LinkClick
+from dispatcher.receipt_tables import LinkClick, room_for_click
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState
 from dispatcher.work import unit_of_work
@@ -72,6 +72,8 @@ def follow(rt: Runtime, token: str, *, method: str, user_agent: str | None) -> F
         reason = not_a_click(method, user_agent, _sent_at(attempt), now)  # type: ignore[arg-type]
         if reason is not None:
             return Followed(target, reason)
+        if not room_for_click(session, attempt):
+            return Followed(target, "over_limit")
         # Locked (PostgreSQL) against a receipt or another click applied at the same time.
         session.refresh(attempt, with_for_update=True)
         notification = session.get(Notification, attempt.notification_id)

@@ -25,9 +25,10 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from html import unescape
 
-#: A URL as found in text or HTML (an attribute value ends at its quote).
+#: A URL as found in text (it ends at a space, a quote or an angle bracket).
 URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 #: Punctuation that ends a sentence rather than the URL ("see https://x.example/a.").
 _TRAILING = ".,;:!?)]}'\"*"
@@ -67,41 +68,90 @@ def read_token(key: bytes, token: str) -> tuple[str, int] | None:
     return str(uuid.UUID(bytes=body[:16])), body[16]
 
 
-def _urls(text: str) -> list[str]:
-    """The URLs in ``text`` as written, trailing sentence punctuation left out."""
+#: Closing brackets kept at a URL's end when the URL opened them (``/wiki/Foo_(bar)``).
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+#: A tag or comment of an HTML part; the text between them is searched like plain text.
+_TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.DOTALL)
+#: The ``href`` of an ``<a>`` or ``<area>`` tag: the only attribute a person clicks. An
+#: ``<img src>`` or ``<link href>`` is fetched when the mail is opened: never tracked.
+_HREF = re.compile(
+    r"""^<(?:a|area)\b[^>]*?\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""",
+    re.IGNORECASE | re.DOTALL,
+)
+_SCHEME = re.compile(r"https?://[^/?#\s]", re.IGNORECASE)
+#: A link found in a part: (start, end) in the part as written, and its target URL.
+Span = tuple[int, int, str]
+
+
+def _trim(url: str) -> str:
+    """``url`` without the sentence punctuation after it ("see https://x.example/a.");
+    a closing bracket stays when the URL opened it."""
+    while url and url[-1] in _TRAILING:
+        opener = _CLOSERS.get(url[-1])
+        if opener is not None and url.count(opener) >= url.count(url[-1]):
+            break
+        url = url[:-1]
+    return url
+
+
+def _text_spans(text: str, offset: int = 0, *, html: bool = False) -> Iterator[Span]:
+    """The URLs of plain text (or of the text between an HTML part's tags)."""
     if "://" not in text:
-        return []
-    found = []
+        return
     for match in URL.finditer(text):
-        url = match.group(0).rstrip(_TRAILING)
-        if "://" in url and len(url) > url.index("://") + 3:
-            found.append(url)
-    return found
+        url = _trim(match.group(0))
+        if _SCHEME.match(url):
+            start = offset + match.start()
+            yield start, start + len(url), unescape(url) if html else url
+
+
+def _html_spans(html: str) -> Iterator[Span]:
+    """The links of an HTML part in document order: URLs in its text, and the whole
+    ``href`` value of its ``<a>``/``<area>`` tags (entities decoded); other attributes
+    (``src``, ``<link href>``, ``title``) are left alone."""
+    if "://" not in html:
+        return
+    position = 0
+    for tag in _TAG.finditer(html):
+        yield from _text_spans(html[position : tag.start()], position, html=True)
+        position = tag.end()
+        href = _HREF.match(tag.group(0))
+        if href is None:
+            continue
+        group = next(i for i in (1, 2, 3) if href.group(i) is not None)
+        url = unescape(href.group(group)).strip()
+        if _SCHEME.match(url):
+            yield tag.start() + href.start(group), tag.start() + href.end(group), url
+    yield from _text_spans(html[position:], position, html=True)
+
+
+def _ours(url: str, own: str) -> bool:
+    """Under our own public URL (not merely starting with its characters)."""
+    return bool(own) and url.startswith(own) and (len(url) == len(own) or url[len(own)] in "/?#")
 
 
 def find_links(text: str | None, html: str | None, own: str = "") -> list[str]:
     """The distinct target URLs of a message, in order: its text's, then its HTML's
     (``&amp;`` in an ``href`` is ``&``). URLs under ``own`` (our public URL) are ours."""
     links: dict[str, None] = {}
-    for url in _urls(text or ""):
+    for *_, url in (*_text_spans(text or ""), *_html_spans(html or "")):
         links.setdefault(url, None)
-    for url in _urls(html or ""):
-        links.setdefault(unescape(url), None)
-    return [url for url in links if not (own and url.startswith(own))][:MAX_LINKS]
+    return [url for url in links if not _ours(url, own)][:MAX_LINKS]
 
 
 def tracked_url(base: str, key: bytes, attempt_id: str, index: int) -> str:
     return f"{base.rstrip('/')}{PATH}{make_token(key, attempt_id, index)}"
 
 
-def _replace(text: str, mapping: dict[str, str], decode: bool) -> str:
-    def swap(match: re.Match[str]) -> str:
-        raw = match.group(0)
-        url = raw.rstrip(_TRAILING)
-        target = mapping.get(unescape(url) if decode else url)
-        return raw if target is None else target + raw[len(url) :]
-
-    return URL.sub(swap, text)
+def _replace(part: str, spans: Iterable[Span], mapping: dict[str, str]) -> str:
+    """``part`` with each span whose URL ``mapping`` has replaced by its new URL."""
+    pieces, position = [], 0
+    for start, end, url in spans:
+        target = mapping.get(url)
+        if target is not None:
+            pieces += [part[position:start], target]
+            position = end
+    return "".join(pieces) + part[position:] if pieces else part
 
 
 def rewrite(
@@ -118,8 +168,8 @@ def rewrite(
     except ValueError:  # not a UUID: no attempt row made it, nothing to track
         return text, html
     return (
-        _replace(text, mapping, decode=False),
-        _replace(html, mapping, decode=True) if html else html,
+        _replace(text, _text_spans(text), mapping),
+        _replace(html, _html_spans(html), mapping) if html else html,
     )
 
 
@@ -130,4 +180,4 @@ def sized_text(text: str, base: str) -> str:
     if not links:
         return text
     stand_in = base.rstrip("/") + PATH + "x" * TOKEN_LENGTH
-    return _replace(text, dict.fromkeys(links, stand_in), decode=False)
+    return _replace(text, _text_spans(text), dict.fromkeys(links, stand_in))

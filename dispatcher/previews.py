@@ -47,7 +47,8 @@ PREVIEW_AGENTS: tuple[str, ...] = (
     "barracuda",  # Barracuda Link Protection
     "symantec",  # Symantec / Broadcom email security scanner
     "forcepoint",  # Forcepoint email security
-    "trendmicro",  # Trend Micro email security
+    "trendmicro",  # Trend Micro email security, written either way
+    "trend micro",
     "python-requests",  # scripted fetches, not a person
     "curl/",  # scripted fetches, not a person
     "wget/",  # scripted fetches, not a person

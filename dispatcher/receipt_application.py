@@ -20,7 +20,7 @@ from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply as apply_transition
 from dispatcher.models import Attempt, Notification
 from dispatcher.receipt_decisions import NOT_YET_SENT, on_click, on_receipt
-from dispatcher.receipt_tables import APP_LINK, APP_PAGE, LinkClick, ProviderEvent
+from dispatcher.receipt_tables import APP_LINK, APP_PAGE, LinkClick, ProviderEvent, room_for_click
 from dispatcher.states import OPEN_STATES
 from dispatcher.work import Work
 from providers.base import Channel, ReceiptKind
@@ -167,6 +167,8 @@ def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
             Notification, attempt.notification_id, populate_existing=retry > 0
         )
         assert notification is not None
+        if kind is ReceiptKind.CLICKED and not room_for_click(session, attempt):
+            return "over_limit"
         open_ = notification.state in OPEN_STATES
         at = event.occurred_at or work.now
         transition = (

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Index, UniqueConstraint, text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Index, UniqueConstraint, func, text
+from sqlalchemy import select as sa_select
+from sqlmodel import Field, Session, SQLModel, col
 
 from dispatcher.columns import utc_column
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 #: push), not on one of its tracked links: ``POST /v1/receipts`` with ``status: clicked``.
 APP_LINK = -1
 APP_PAGE = "(the message, as the app reported)"
+#: Clicks recorded per attempt at most: a script following one link in a loop gets its
+#: redirects, but adds no more history events and click rows than this.
+MAX_CLICKS = 50
 
 
 class LinkClick(SQLModel, table=True):
@@ -56,6 +60,15 @@ class LinkClick(SQLModel, table=True):
             notification_created_at=attempt.notification_created_at,
             at=at,
         )
+
+
+def room_for_click(session: Session, attempt: Attempt) -> bool:
+    """Whether another click on ``attempt`` is recorded: always the first (nothing to
+    count), later ones until ``MAX_CLICKS`` are."""
+    if attempt.clicked_at is None:
+        return True
+    query = sa_select(func.count()).where(col(LinkClick.attempt_id) == attempt.id)
+    return int(session.execute(query).scalar_one()) < MAX_CLICKS
 
 
 class ProviderEvent(SQLModel, table=True):

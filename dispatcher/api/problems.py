@@ -51,6 +51,10 @@ def busy() -> Problem:
     )
 
 
+#: The most characters of a request path echoed as a problem's ``instance``.
+MAX_INSTANCE = 256
+
+
 def problem_response(
     status: int,
     title: str,
@@ -64,7 +68,7 @@ def problem_response(
     if detail:
         body["detail"] = detail
     if instance:
-        body["instance"] = instance
+        body["instance"] = instance[:MAX_INSTANCE]  # the path, not a 10 KB echo of it
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)

@@ -272,7 +272,9 @@ def test_forged_tokens_are_refused_and_confirm_nothing(
         assert answer.status_code == 404, path
         assert answer.headers["content-type"] == "application/problem+json"
         assert "location" not in answer.headers
-    assert visit(api, "/l/" + "A" * 65).status_code == 422
+    overlong = visit(api, "/l/" + "A" * 5000)  # a 404 like any other, not echoed back whole
+    assert overlong.status_code == 404
+    assert len(overlong.json()["instance"]) == 256
     assert show(api, nid)["state"] == "in_progress"
     assert clicks(runtime) == []
     assert events(api, nid, "clicked") == []
@@ -382,3 +384,19 @@ def test_the_app_reporting_a_tap_is_a_click(tracked: tuple[Runtime, TestClient],
     assert sms["channel"] == "sms"
     assert app_says(sms["id"], "clicked")["outcome"] == "foreign"  # a push's token only
     assert show(api, other)["attempts"][1]["clicked_at"] is None
+
+
+def test_clicks_recorded_per_attempt_are_capped(
+    tracked: tuple[Runtime, TestClient], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    """A script following one link in a loop gets every redirect, but only MAX_CLICKS of
+    its clicks become rows and history events (the first one confirms)."""
+    monkeypatch.setattr("dispatcher.receipt_tables.MAX_CLICKS", 3)
+    runtime, api = tracked
+    nid, attempt_id = sent_email(runtime, api, "cap1")
+    clock.advance(30)
+    for _ in range(6):
+        assert visit(api, link(runtime, attempt_id)).headers["location"] == TARGET
+    assert [first for *_, first in clicks(runtime)] == [True, False, False]
+    assert len(events(api, nid, "clicked")) == 3
+    assert show(api, nid)["state"] == "clicked"

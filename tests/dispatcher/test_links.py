@@ -55,6 +55,47 @@ def tracked(index: int) -> str:
         ),
         ("ours https://cascade.example/v1/receipts stays", None, []),
         ("not a link: https:// alone, ftp://files.example", None, []),
+        (  # a bracket the URL opened is part of it; one it did not open ends the sentence
+            "Read https://en.wikipedia.org/wiki/Foo_(bar) now (or https://x.example/a).",
+            None,
+            ["https://en.wikipedia.org/wiki/Foo_(bar)", "https://x.example/a"],
+        ),
+        (  # an href's whole value is the link, whatever it ends with or holds
+            "",
+            '<a href="https://en.wikipedia.org/wiki/Foo_(bar)">w</a><a href="https://x.example/a.">'
+            "a</a><a href=\"https://x.example/it's\">i</a><A HREF='https://x.example/q?a=1'>q</A>",
+            [
+                "https://en.wikipedia.org/wiki/Foo_(bar)",
+                "https://x.example/a.",
+                "https://x.example/it's",
+                "https://x.example/q?a=1",
+            ],
+        ),
+        (  # fetched when the mail is opened, or never clicked: not links
+            "",
+            '<img src="https://img.example/logo.png"><link href="https://css.example/s.css">'
+            '<a title="https://t.example/" href="https://shop.example/o/1">o</a>',
+            ["https://shop.example/o/1"],
+        ),
+        (  # only our own origin is ours, not a host or port that begins like it
+            "https://cascade.example https://cascade.example?x https://cascade.example.evil.example/p"
+            " https://cascade.example:8443/x",
+            None,
+            ["https://cascade.example.evil.example/p", "https://cascade.example:8443/x"],
+        ),
+    ],
+    ids=[
+        "none",
+        "sentence-dot",
+        "brackets-and-query",
+        "distinct",
+        "text-then-html",
+        "ours",
+        "no-host-or-scheme",
+        "balanced-brackets",
+        "whole-href",
+        "not-clicked-attributes",
+        "own-origin-only",
     ],
 )
 def test_find_links(text: str, html: str | None, links: list[str]):
@@ -69,6 +110,28 @@ def test_rewrite_text_and_html():
     new_text, new_html = rewrite(text, html, base=BASE, secret=SECRET, attempt_id=ATTEMPT)
     assert new_text == f"Order 42: {tracked(0)}. Help: {tracked(1)}"
     assert new_html == f'<p><a href="{tracked(2)}">o</a> {tracked(1)}</p>'
+
+
+def test_rewrite_leaves_what_is_not_clicked_and_keeps_each_href_whole():
+    """The logo stays as written (opening the mail is not a click); the href ending in a
+    bracket or a dot is replaced whole, so the customer's link works."""
+    html = (
+        '<img src="https://img.example/logo.png"> <a href="https://en.wikipedia.org/wiki/F_(b)">'
+        'w</a> <a href="https://x.example/a.">a</a>'
+    )
+    _, new_html = rewrite("", html, base=BASE, secret=SECRET, attempt_id=ATTEMPT)
+    assert new_html == (
+        f'<img src="https://img.example/logo.png"> <a href="{tracked(0)}">w</a> '
+        f'<a href="{tracked(1)}">a</a>'
+    )
+    text, _ = rewrite(
+        "Wiki: https://en.wikipedia.org/wiki/F_(b).",
+        None,
+        base=BASE,
+        secret=SECRET,
+        attempt_id=ATTEMPT,
+    )
+    assert text == f"Wiki: {tracked(0)}."
 
 
 @pytest.mark.parametrize(
@@ -160,6 +223,7 @@ BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/60
             "preview_agent",
         ),
         ("GET", "Mozilla/5.0 (Windows NT 10.0) BingPreview/1.0b", SENT, "preview_agent"),
+        ("GET", "Mozilla/5.0 (Trend Micro InterScan URL check)", SENT, "preview_agent"),
         (
             "GET",
             "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0)",

@@ -286,8 +286,9 @@ def painted(page: Any, chart_id: str) -> int:
 
 
 def test_stats_page_draws_the_scenario(scenario: Scenario, page: Any, tmp_path: Path):
-    """Log in with the key, then every chart shows the scenario: 1 push read (then tapped), SMS 1 sent and
-    delivered, 1 rejected, 1 unknown; finished on push, on SMS, exhausted, still open."""
+    """Log in with the key, then every chart shows the scenario: 1 push read (then tapped),
+    SMS 1 sent and delivered, 1 rejected, 1 unknown; finished on push, on SMS, exhausted,
+    still open."""
     url = scenario.url
     page.goto(f"{url}/stats?since=1h")
     assert page.url.startswith(f"{url}/stats/login")
