@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from config.cascades import Cascade
@@ -89,6 +90,19 @@ def _put(session: Session, experiment: str, variant: str, status: str, now: date
     session.add(row)
 
 
+def _one_decision_at_a_time(session: Session, experiment: str) -> None:
+    """Serialise decisions on one experiment until the caller's transaction ends.
+
+    A promote reads the other variants' statuses, then writes: two promotes at once
+    would each see no other promoted variant and both stay promoted. SQLite transactions
+    already begin ``IMMEDIATE`` (one writer at a time); PostgreSQL takes a
+    transaction-scoped advisory lock on the experiment's name.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = f"cascade.experiment:{experiment}"
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
 def decide(session: Session, cascade: Cascade, variant: str, action: Action, now: datetime) -> None:
     """Apply ``action`` to ``variant`` in the caller's transaction."""
     assert cascade.experiment is not None
@@ -100,6 +114,7 @@ def decide(session: Session, cascade: Cascade, variant: str, action: Action, now
             f"experiment {experiment!r} has no variant {variant!r} (variants: {', '.join(names)})",
         )
     status = _STATUS_OF[action]
+    _one_decision_at_a_time(session, experiment)
     if status is VariantStatus.PROMOTED:
         for other, current in statuses(session, experiment).items():
             if other != variant and current == VariantStatus.PROMOTED:
