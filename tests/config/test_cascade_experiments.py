@@ -47,6 +47,24 @@ def test_variants_load_with_their_own_steps_and_ttl():
             17,
         ),
         (
+            BASE.replace("weight: 3", "weight: .inf"),
+            "experiment.variants.0.weight",
+            "Input should be a finite number",
+            17,
+        ),
+        (
+            BASE.replace("weight: 1\n", "weight: .nan\n"),
+            "experiment.variants.1.weight",
+            "Input should be a finite number",
+            19,
+        ),
+        (
+            BASE.replace("weight: 3", "weight: 1e308").replace("weight: 1\n", "weight: 1e308\n"),
+            "experiment.variants",
+            "the weights add up to more than a float can hold",
+            15,
+        ),
+        (
             BASE.replace("name: email_first", "name: control"),
             "experiment.variants",
             "variant names must be unique: control given twice",
