@@ -139,3 +139,38 @@ def test_one_experiment_name_in_two_cascades_fails_at_load(tmp_path):
         ("b.yaml", "experiment.name")
     ]
     assert "also run by cascade 'ab'" in caught.value.problems[0].message
+
+
+def test_broken_variant_does_not_hide_the_other_variants_problems(tmp_path):
+    """One pass: variant 1's schema error, and variant 2's rule problems (it parsed)."""
+    text = BASE.replace("        - channel: email", "        - channel: emial") + (
+        "    - name: c\n"
+        "      weight: 1\n"
+        "      steps:\n"
+        "        - {channel: sms, wait_for: read, timeout: 120s}\n"
+        "      ttl: 1m\n"
+    )
+    found = problems_of(tmp_path, text, set(Channel), "ab.yaml")
+    assert [(field, line) for field, _, line in found] == [
+        ("experiment.variants.1.steps.0.channel", 21),
+        ("experiment.variants.2.steps.0.wait_for", 31),
+        ("experiment.variants.2.ttl", 32),
+    ]
+    assert "unknown channel 'emial' (did you mean 'email'?" in found[0][1]
+    assert "sms cannot report 'read'" in found[1][1]
+    assert "1m is shorter than the sum of the step timeouts (2m)" in found[2][1]
+
+
+def test_broken_step_and_broken_variant_do_not_hide_a_variant_problem(tmp_path):
+    """A cascade step and a variant that do not parse, and a third variant that does: its
+    rule problem is reported with the file's variant index."""
+    text = (
+        BASE.replace("  - channel: push\n", "  - channel: pusj\n")
+        .replace("name: control\n      weight: 3", "name: control\n      weight: -3")
+        .replace("ttl: 30m", "ttl: 5m")
+    )
+    assert [(field, line) for field, _, line in problems_of(tmp_path, text, None, "ab.yaml")] == [
+        ("steps.0.channel", 7),
+        ("experiment.variants.0.weight", 17),
+        ("experiment.variants.1.ttl", 27),
+    ]
