@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from jinja2 import TemplateSyntaxError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from config.capabilities import Capabilities
 from config.cascade_rules import cascade_problems
@@ -62,14 +62,16 @@ def load_file(path: Path, available: Capabilities | Collection[Channel] | None =
     try:
         cascade = Cascade.model_validate(data)
     except ValidationError as exc:
-        # Report the schema errors and, on the steps that did parse, the cross-field rules
-        # too: one pass shows every problem of the file.
+        # Report the schema errors and, on the steps and experiment variants that did
+        # parse, the cross-field rules too: one pass shows every problem of the file.
         problems = schema_problems(path, node, data, exc, _known_keys)
         partial = _partial(data)
         if partial is not None:
             problems += _rule_problems(path, node, *partial, capabilities)
         raise CascadeConfigError(in_order(problems)) from None
-    problems = _rule_problems(path, node, cascade, list(range(len(cascade.steps))), capabilities)
+    variants = cascade.experiment.variants if cascade.experiment else ()
+    kept, kept_variants = list(range(len(cascade.steps))), list(range(len(variants)))
+    problems = _rule_problems(path, node, cascade, kept, kept_variants, capabilities)
     if problems:
         raise CascadeConfigError(in_order(problems))
     return cascade
@@ -101,28 +103,61 @@ def _experiment_keys(parts: list[str | int]) -> Collection[str]:
     return ()
 
 
-def _partial(data: dict[str, Any]) -> tuple[Cascade, list[int]] | None:
-    """The cascade made of the steps that parsed (and the top-level fields that did), with
-    each kept step's index in the file; None when no step parsed."""
-    raw_steps = data.get("steps")
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _parsed(model: type[_Model], raw: Any) -> tuple[list[_Model], list[int]]:
+    """The items of the list ``raw`` that ``model`` accepts, and each one's index in it."""
+    items: list[_Model] = []
     kept: list[int] = []
-    steps: list[Step] = []
-    for index, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
         try:
-            steps.append(Step.model_validate(raw))
+            items.append(model.model_validate(item))
             kept.append(index)
         except ValidationError:
             continue
+    return items, kept
+
+
+def _partial(data: dict[str, Any]) -> tuple[Cascade, list[int], list[int]] | None:
+    """The cascade made of the steps that parsed (and the top-level fields that did), with
+    each kept step's index in the file, and each kept experiment variant's; None when no
+    step parsed."""
+    steps, kept = _parsed(Step, data.get("steps"))
     if not steps:
         return None
     rest = {k: v for k, v in data.items() if k in Cascade.model_fields and k != "steps"}
+    experiment, kept_variants = _partial_experiment(rest.pop("experiment", None))
+    if experiment is not None:
+        rest["experiment"] = experiment
     for _ in range(len(rest) + 1):
         try:
-            return Cascade.model_validate({**rest, "name": "partial", "steps": steps}), kept
+            cascade = Cascade.model_validate({**rest, "name": "partial", "steps": steps})
         except ValidationError as exc:
             for error in exc.errors():
                 rest.pop(str(error["loc"][0]), None)  # drop what failed: it is reported
+            continue
+        return cascade, kept, kept_variants if cascade.experiment is not None else []
     return None
+
+
+def _partial_experiment(raw: Any) -> tuple[Experiment | None, list[int]]:
+    """The experiment made of the variants that parsed, with each one's index in the file.
+
+    Its own checks (two variants at least, unique names, the weights' sum) are skipped: a
+    broken variant reports its schema error, the others get their rule checks.
+    """
+    if not isinstance(raw, dict):
+        return None, []
+    try:
+        experiment = Experiment.model_validate(raw)
+        return experiment, list(range(len(experiment.variants)))
+    except ValidationError:
+        pass
+    variants, kept = _parsed(Variant, raw.get("variants"))
+    if not variants:
+        return None, []
+    return Experiment.model_construct(name=None, variants=tuple(variants)), kept
 
 
 def _rule_problems(
@@ -130,13 +165,19 @@ def _rule_problems(
     node: yaml.Node | None,
     cascade: Cascade,
     kept: list[int],
+    kept_variants: list[int],
     capabilities: Capabilities | None,
 ) -> list[Problem]:
-    """Cross-field rules, templates and available channels; step indices as in the file."""
+    """Cross-field rules, templates and available channels; step and variant indices as in
+    the file (``kept``, ``kept_variants``: the file's index of each one checked)."""
 
     def where(parts: list[str | int]) -> list[str | int]:
         if len(parts) > 1 and parts[0] == "steps" and isinstance(parts[1], int):
             return ["steps", kept[parts[1]], *parts[2:]]
+        if parts[:2] == ["experiment", "variants"] and len(parts) > 2:
+            index = parts[2]
+            if isinstance(index, int):
+                return ["experiment", "variants", kept_variants[index], *parts[3:]]
         return parts
 
     problems = []
@@ -149,7 +190,8 @@ def _rule_problems(
         message = f"no provider is configured for {channel} and the sandbox is off"
         problems.append(Problem(path, ".".join(map(str, at)), message, line_of(node, at)))
     for parts, message in variant_problems(cascade, capabilities):
-        problems.append(Problem(path, ".".join(map(str, parts)), message, line_of(node, parts)))
+        at = where(parts)
+        problems.append(Problem(path, ".".join(map(str, at)), message, line_of(node, at)))
     return problems
 
 

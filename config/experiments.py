@@ -11,6 +11,7 @@ customer id and the experiment name against the weights).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,7 +32,9 @@ class Variant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=NAME)
-    weight: float = Field(gt=0)  #: relative share; weights need not add up to 1 or 100
+    #: relative share; weights need not add up to 1 or 100. Finite: with ``.inf`` or ``.nan``
+    #: :func:`dispatcher.experiments.assign` would send every customer to the last variant.
+    weight: float = Field(gt=0, allow_inf_nan=False)
     description: str = ""
     steps: tuple[Step, ...] | None = Field(default=None, min_length=1)  #: default: the cascade's
     ttl: Duration | None = None  #: default: the cascade's
@@ -51,12 +54,19 @@ class Experiment(BaseModel):
     @classmethod
     def _two_unique(cls, value: tuple[Variant, ...]) -> tuple[Variant, ...]:
         # Checked after every variant parsed: a broken variant reports only its own error.
+        # Also the weights' sum: each is finite, but 1e308 twice is inf, and assign() would
+        # then send every customer to the last variant.
         if len(value) < 2:
             raise ValueError("an experiment needs at least two variants (the first is the control)")
         names = [v.name for v in value]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"variant names must be unique: {', '.join(twice)} given twice")
+        if not math.isfinite(sum(v.weight for v in value)):
+            raise ValueError(
+                "the weights add up to more than a float can hold: "
+                "use smaller numbers (only their ratio counts)"
+            )
         return value
 
     def weights(self) -> list[tuple[str, float]]:
