@@ -64,6 +64,12 @@ def _chain(cascade: Cascade) -> str:
     )
 
 
+def _variant_chain(cascade: Cascade, variant: str) -> str:
+    """A variant's chain, marked when it runs in adaptive order (its own or the cascade's)."""
+    runs = cascade.variant(variant)
+    return _chain(runs) + (" [adaptive order]" if runs.order == "adaptive" else "")
+
+
 def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
     from dispatcher.runtime import build_router, capabilities
 
@@ -72,9 +78,11 @@ def cmd_cascades_check(args: argparse.Namespace, settings: Settings) -> int:
     cascades = load_cascades(path, capabilities(settings, router))
     for name, cascade in sorted(cascades.items()):
         chain = _chain(cascade)
-        if cascade.experiment is not None:  # A/B: each variant's weight and steps
+        if cascade.order == "adaptive":
+            chain += "; order adaptive"
+        if cascade.experiment is not None:  # A/B: each variant's weight, steps and order
             chain += f"; experiment {cascade.experiment_name}: " + ", ".join(
-                f"{v.name} ({v.weight:g}) {_chain(cascade.variant(v.name))}"
+                f"{v.name} ({v.weight:g}) {_variant_chain(cascade, v.name)}"
                 for v in cascade.experiment.variants
             )
         locales = ""

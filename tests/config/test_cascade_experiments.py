@@ -206,11 +206,6 @@ def test_cascades_check_lists_the_variants(
 ADAPTIVE_VARIANT = "    - name: adaptive\n      weight: 1\n      order: adaptive\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the listing is built in dispatcher/local_commands.py (cmd_cascades_check), "
-    "outside config/: it does not show order yet",
-)
 def test_cascades_check_shows_adaptive_order(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):

@@ -349,7 +349,7 @@ def test_concurrent_promotes_leave_one_variant_promoted(make: Make, tmp_path: Pa
 
         def promote(api: TestClient, variant: str, start: threading.Barrier) -> int:
             start.wait(10)
-            return api.post(path.format(variant, "promote")).status_code
+            return int(api.post(path.format(variant, "promote")).status_code)
 
         with ThreadPoolExecutor(3) as pool:
             codes = list(pool.map(promote, apis, "abc", [threading.Barrier(3)] * 3))
