@@ -26,10 +26,17 @@ def _print_experiment(experiment: dict[str, Any]) -> None:
         f"control {experiment['control']})"
     )
     rows = [
-        (v["name"], v["weight"], v["status"], " > ".join(v["channels"]), v["ttl_seconds"])
+        (
+            v["name"],
+            v["weight"],
+            v["status"],
+            " > ".join(v["channels"]),
+            v["order"],
+            v["ttl_seconds"],
+        )
         for v in experiment["variants"]
     ]
-    print(table(["variant", "weight", "status", "channels", "ttl s"], rows))
+    print(table(["variant", "weight", "status", "channels", "order", "ttl s"], rows))
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,7 +66,7 @@ def add_commands(sub: Any) -> None:
         "show",
         parents=[api],
         help="show an experiment's variants and statuses",
-        description="Show an experiment's variants: weight, status, channels, TTL.",
+        description="Show an experiment's variants: weight, status, channels, order, TTL.",
     )
     show.add_argument("name", help="experiment name (the cascade's, unless it names one)")
     show.set_defaults(func=cmd_show)

@@ -75,6 +75,7 @@ def describe(session: Session, cascade: Cascade) -> dict[str, Any]:
                 "weight": v.weight,
                 "status": stored.get(v.name, VariantStatus.ACTIVE.value),
                 "channels": [s.channel for s in cascade.variant(v.name).steps],
+                "order": cascade.variant(v.name).order,
                 "ttl_seconds": cascade.variant(v.name).ttl.total_seconds(),
             }
             for v in cascade.experiment.variants

@@ -123,9 +123,9 @@ def test_stop_and_promote_change_new_assignments_without_a_restart(make: Make, c
     for cid in (moved, stays):
         assert show(api, send(api, cid, cascade="ab")["id"])["variant"] == "email_first"
     shown = api.get(f"/v1/experiments/{EXPERIMENT}").json()
-    assert [(v["name"], v["status"], v["channels"]) for v in shown["variants"]] == [
-        ("control", "active", ["push", "sms"]),
-        ("email_first", "promoted", ["email", "sms"]),
+    assert [(v["name"], v["status"], v["channels"], v["order"]) for v in shown["variants"]] == [
+        ("control", "active", ["push", "sms"], "static"),
+        ("email_first", "promoted", ["email", "sms"], "static"),
     ]
     change(api, "email_first", "resume")
     assert show(api, send(api, stays, cascade="ab")["id"])["variant"] == "control"
