@@ -11,9 +11,10 @@ from datetime import datetime, time
 from sqlmodel import Session
 
 from dispatcher.content import attempt_fields
+from dispatcher.customer_tables import Customer
 from dispatcher.engine import PlannedStep, release_time
 from dispatcher.history import record
-from dispatcher.models import Attempt, Customer, Notification
+from dispatcher.models import Attempt, Notification
 from dispatcher.publisher import Doorbell
 from dispatcher.states import AttemptState
 

@@ -22,12 +22,14 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from dispatcher.columns import UTCDateTime
 from dispatcher.content import refusal
+from dispatcher.customer_tables import ContactPoint
 from dispatcher.decisions import cancelled, failed
 from dispatcher.inbound import window_open
 from dispatcher.lifecycle import apply
 from dispatcher.links import rewrite
-from dispatcher.models import Attempt, ContactPoint, Notification, UTCDateTime
+from dispatcher.models import Attempt, Notification
 from dispatcher.runtime import Runtime
 from dispatcher.state_statements import NO_SYNC
 from dispatcher.states import OPEN_STATES, AttemptState, NotificationState

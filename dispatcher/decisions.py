@@ -32,9 +32,7 @@ from datetime import datetime, timedelta
 from dispatcher.engine import retry_delay
 from dispatcher.models import Attempt
 from dispatcher.states import AttemptState, can_move
-from dispatcher.transitions import Then as Then  # re-exported: lifecycle imports it here
-from dispatcher.transitions import Transition as Transition  # re-exported, as Then
-from dispatcher.transitions import finishing, satisfied
+from dispatcher.transitions import Then, Transition, finishing, satisfied
 
 #: The error code of a send held back by a provider's rate limit (:mod:`dispatcher.throttle`).
 THROTTLED = "throttled"

@@ -23,6 +23,7 @@ from config.cascades import Cascade
 from config.settings import Settings
 from dispatcher.attempt_rows import create_attempt
 from dispatcher.content import render_content
+from dispatcher.customer_tables import Customer
 from dispatcher.customers import (
     FieldError,
     ensure_customer,
@@ -35,7 +36,7 @@ from dispatcher.engine import Plan, plan_steps
 from dispatcher.experiments import VariantStatuses
 from dispatcher.history import record
 from dispatcher.idempotency import find_by_key, request_hash
-from dispatcher.models import Customer, Notification
+from dispatcher.models import Notification
 from dispatcher.publisher import Doorbell
 from dispatcher.runtime import Runtime
 from dispatcher.schemas import NotificationIn

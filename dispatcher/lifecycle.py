@@ -19,7 +19,7 @@ from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col
 
 from dispatcher.attempt_rows import create_attempt
-from dispatcher.decisions import Then, Transition, on_timeout
+from dispatcher.decisions import on_timeout
 from dispatcher.engagement import observe
 from dispatcher.history import record
 from dispatcher.models import Attempt, Notification
@@ -40,6 +40,7 @@ from dispatcher.states import (
     NotificationState,
     can_move,
 )
+from dispatcher.transitions import Then, Transition
 from dispatcher.work import Work
 
 

@@ -26,13 +26,14 @@ from config.cascades import Cascade
 from dispatcher.affinity import Affinity
 from dispatcher.audience import MemberPlan, Rows, Shared, member_rows
 from dispatcher.broadcast_tables import Broadcast
+from dispatcher.customer_schemas import PreferencesIn
+from dispatcher.customer_tables import ContactPoint, Customer
 from dispatcher.customers import preferences_of
 from dispatcher.engagement import affinities_of
 from dispatcher.engine import Plan, PlannedStep, Profile, plan_steps, release_time
 from dispatcher.experiments import Assignment
-from dispatcher.models import ContactPoint, Customer, Notification
+from dispatcher.models import Notification
 from dispatcher.runtime import Runtime
-from dispatcher.schemas import PreferencesIn
 from dispatcher.states import NotificationState
 from providers.base import Channel
 

@@ -18,17 +18,15 @@ from sqlalchemy import Boolean, Column, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from dispatcher import broadcast_tables as _broadcast_tables  # broadcasts' tables
+from dispatcher import customer_tables as _customer_tables  # customers and their contacts
+from dispatcher import receipt_tables as _receipt_tables  # receipts, nonces, clicks
 from dispatcher import rollup_tables as _rollup_tables  # the stats rollup's tables
 
-# Re-exported: migrations use dispatcher.models.UTCDateTime, and the send path's modules
-# import these tables from here.
+# Re-exported: the migrations use dispatcher.models.UTCDateTime.
 from dispatcher.columns import UTCDateTime as UTCDateTime
 from dispatcher.columns import json_column, new_id, utc_column
-from dispatcher.customer_tables import ContactPoint as ContactPoint
-from dispatcher.customer_tables import Customer as Customer
-from dispatcher.receipt_tables import ProviderEvent as ProviderEvent
 
-del _broadcast_tables, _rollup_tables
+del _broadcast_tables, _customer_tables, _receipt_tables, _rollup_tables
 
 
 def has_sms_step(context: Any) -> bool:

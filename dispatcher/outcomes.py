@@ -19,7 +19,8 @@ from dispatcher.customers import mark_contact_invalid
 from dispatcher.decisions import RetryPolicy, SendReport, after_send
 from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply
-from dispatcher.models import Attempt, Notification, ProviderEvent
+from dispatcher.models import Attempt, Notification
+from dispatcher.receipt_tables import ProviderEvent
 from dispatcher.receipts import apply_waiting, store_simulated
 from dispatcher.runtime import Runtime
 from dispatcher.states import AttemptState

@@ -13,9 +13,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dispatcher.customer_schemas import ContactIn
-from dispatcher.customer_schemas import (
-    PreferencesIn as PreferencesIn,  # re-exported: dispatcher.members imports it from here
-)
 from dispatcher.strict_bodies import Id, Strict, Ttl
 from providers.base import Channel
 

@@ -14,7 +14,8 @@ from sqlalchemy import Update, and_, bindparam, case, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
-from dispatcher.models import Attempt, Notification, UTCDateTime
+from dispatcher.columns import UTCDateTime
+from dispatcher.models import Attempt, Notification
 from dispatcher.states import OPEN_STATES, WAITING_STATES, AttemptState
 
 #: For ORM ``update()``/``delete()``: the rows in the session are set by hand.
