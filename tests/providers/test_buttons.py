@@ -368,6 +368,16 @@ def _events(received: Any) -> list[tuple[ReceiptKind, str | None]]:
     return [(e.kind, e.reference) for e in received.events]
 
 
+def _wa_press_and_forge(client: httpx.Client, base: str, hook: str, wamid: str | None) -> list[int]:
+    """The customer presses the message's button, then a forged id is pressed: statuses."""
+    press = {"url": hook, "message_id": wamid}
+    forged = {**press, "reply_id": "ack:x:y"}
+    return [
+        client.post(f"{base}/_sim/press", json=body).json()["status_code"]
+        for body in (press, forged)
+    ]
+
+
 def test_presses_through_the_simulators():
     """Each simulator takes the button and posts the signed press; only a real one confirms."""
     results: dict[str, tuple[list[Any], list[int]]] = {}
@@ -406,26 +416,16 @@ def test_presses_through_the_simulators():
             wa_sender = whatsapp(client, base_url=base, access_token=SecretStr(wa_sim.ACCESS_TOKEN))
             inside = Message(**{**vars_of(MESSAGE), "window_open": True})
             wamid = wa_sender.send(inside).provider_message_id
-            press = {"url": hook, "message_id": wamid}
-            codes = [
-                client.post(f"{base}/_sim/press", json=press).json()["status_code"],
-                client.post(f"{base}/_sim/press", json={**press, "reply_id": "ack:x:y"}).json()[
-                    "status_code"
-                ],
-            ]
-            results["whatsapp"] = (_events(received), codes)
+            results["whatsapp"] = (
+                _events(received),
+                _wa_press_and_forge(client, base, hook, wamid),
+            )
 
         sim = wa_sim.create_app()  # outside the window: the template's quick reply
         with running(sim, whatsapp(client)) as (base, hook, received):
             wa_sender = whatsapp(client, base_url=base, access_token=SecretStr(wa_sim.ACCESS_TOKEN))
             wamid = wa_sender.send(TEMPLATED).provider_message_id
-            press = {"url": hook, "message_id": wamid}
-            codes = [
-                client.post(f"{base}/_sim/press", json=press).json()["status_code"],
-                client.post(f"{base}/_sim/press", json={**press, "reply_id": "ack:x:y"}).json()[
-                    "status_code"
-                ],
-            ]
+            codes = _wa_press_and_forge(client, base, hook, wamid)
             results["whatsapp template"] = (_events(received), codes)
             unknown = TemplateRef("order_update", "en", ("42", "shipped"), ack_button=1)
             with pytest.raises(ProviderConfigError, match="131009"):  # no button 1 in it
