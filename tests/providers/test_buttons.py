@@ -416,10 +416,8 @@ def test_presses_through_the_simulators():
             wa_sender = whatsapp(client, base_url=base, access_token=SecretStr(wa_sim.ACCESS_TOKEN))
             inside = Message(**{**vars_of(MESSAGE), "window_open": True})
             wamid = wa_sender.send(inside).provider_message_id
-            results["whatsapp"] = (
-                _events(received),
-                _wa_press_and_forge(client, base, hook, wamid),
-            )
+            codes = _wa_press_and_forge(client, base, hook, wamid)
+            results["whatsapp"] = (_events(received), codes)
 
         sim = wa_sim.create_app()  # outside the window: the template's quick reply
         with running(sim, whatsapp(client)) as (base, hook, received):
