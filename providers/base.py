@@ -36,8 +36,9 @@ class Signal(enum.StrEnum):
     SENT = "sent"  #: the provider accepted it
     DELIVERED = "delivered"  #: it reached the device / mailbox / handset
     READ = "read"  #: the customer opened or read it
-    #: the customer followed a tracked link (implies read); never a channel default:
-    #: the dispatcher adds it when link tracking is on
+    #: the customer followed a tracked link or tapped the message (implies read): push
+    #: reports it when the app says so; the dispatcher adds it on every channel when link
+    #: tracking is on
     CLICKED = "clicked"
 
     @property
@@ -49,7 +50,8 @@ _SIGNAL_RANK = {Signal.SENT: 0, Signal.DELIVERED: 1, Signal.READ: 2, Signal.CLIC
 
 #: What each channel can confirm (DESIGN §6). ``sent`` is always available.
 CHANNEL_SIGNALS: Mapping[Channel, frozenset[Signal]] = {
-    Channel.PUSH: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
+    # the app's receipts: delivered, read, and clicked (a tap on the notification)
+    Channel.PUSH: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ, Signal.CLICKED}),
     Channel.TELEGRAM: frozenset({Signal.SENT, Signal.READ}),  # read: its "Got it" button
     Channel.WHATSAPP: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),
     Channel.VIBER: frozenset({Signal.SENT, Signal.DELIVERED, Signal.READ}),

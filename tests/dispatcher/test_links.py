@@ -256,6 +256,16 @@ def test_capabilities_add_clicked_only_when_tracking_is_on():
     assert "unless CASCADE_LINK_TRACKING=true" in off.refusal(Channel.SMS, Signal.CLICKED)
 
 
+def test_push_reports_clicked_without_link_tracking():
+    """A push is tapped, not followed: the app reports 'clicked' whether or not links are
+    tracked, so a push step may always wait for it; other channels need tracking."""
+    off = Capabilities.static([Channel.PUSH, Channel.EMAIL]).with_signal(
+        Signal.CLICKED, enabled=False, hint="CASCADE_LINK_TRACKING=true"
+    )
+    assert off.can(Channel.PUSH, Signal.CLICKED)
+    assert not off.can(Channel.EMAIL, Signal.CLICKED)
+
+
 def test_wait_for_clicked_needs_tracked_links(tmp_path: Path):
     """A step that waits for 'clicked' but turns its links off is refused, named."""
     path = tmp_path / "bad.yaml"
