@@ -156,6 +156,15 @@ class Cascade(BaseModel):
         assert self.experiment is not None
         return with_variant(self, next(v for v in self.experiment.variants if v.name == name))
 
+    def as_assigned(self, variant: str | None) -> Cascade:
+        """The cascade a notification assigned ``variant`` runs: that variant's steps, or
+        the cascade as written (no variant, or one no longer in the file)."""
+        if variant is None or self.experiment is None:
+            return self
+        if all(v.name != variant for v in self.experiment.variants):
+            return self
+        return self.variant(variant)
+
     def channels(self) -> list[Channel]:
         return [member.channel for step in self.steps for member in step.members()]
 

@@ -214,12 +214,17 @@ def name_provider(session: Session, attempt_ids: list[str], token: str, provider
     session.execute(_NAME_PROVIDER, {"ids": attempt_ids, "token": token, "provider": provider})
 
 
-def _tracks_links(rt: Runtime, attempt: Attempt, text: str, html: str | None) -> bool:
-    """A URL to track (one substring test when there is none) on a step that tracks."""
+def _tracks_links(
+    rt: Runtime, notification: Notification, attempt: Attempt, text: str, html: str | None
+) -> bool:
+    """A URL to track (one substring test when there is none) on a step that tracks: the
+    step of the notification's A/B variant, if it has one."""
     if "://" not in text and "://" not in (html or ""):
         return False
     cascade = rt.cascades.get(attempt.cascade or "")
-    return cascade is None or cascade.tracks_links(Channel(attempt.channel))
+    if cascade is None:
+        return True
+    return cascade.as_assigned(notification.variant).tracks_links(Channel(attempt.channel))
 
 
 def build_message(
@@ -240,7 +245,7 @@ def build_message(
         "ack_url": f"{rt.settings.public_url.rstrip('/')}/v1/receipts",
     }
     text, html = content.get("text") or "", content.get("html")
-    if rt.settings.link_tracking and _tracks_links(rt, attempt, text, html):
+    if rt.settings.link_tracking and _tracks_links(rt, notification, attempt, text, html):
         text, html = rewrite(
             text, html, base=rt.settings.public_url, secret=secret, attempt_id=attempt.id
         )

@@ -1,7 +1,8 @@
 """Clicks per tracked link over a period of notifications (``links`` in ``/v1/stats``).
 
 A link is its target page (no query or fragment) on a channel: how many counted clicks
-it got and from how many messages (each message's first click is the one that confirms).
+it got and from how many messages (distinct attempts: a message with several links counts
+once under each link that was clicked in it).
 The rate per channel is in the channel rows (:func:`dispatcher.channel_stats.channel_stats`),
 counted here from the first clicks: the attempts' period index stays the only thing the
 channel rows read from ``attempt``.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
@@ -25,12 +26,12 @@ TOP_LINKS = 50
 def link_stats(
     session: Session, since: datetime, until: datetime, cascade: str | None
 ) -> list[dict[str, Any]]:
-    """The period's most clicked links: page, channel, clicks, messages clicked."""
+    """The period's most clicked links: page, channel, clicks, messages whose link it was."""
     created = col(LinkClick.notification_created_at)
     clicks = func.count()
-    firsts = func.coalesce(func.sum(case((col(LinkClick.first), 1), else_=0)), 0)
+    messages = func.count(func.distinct(col(LinkClick.attempt_id)))
     query = (
-        sa_select(col(LinkClick.page), col(LinkClick.channel), clicks, firsts)
+        sa_select(col(LinkClick.page), col(LinkClick.channel), clicks, messages)
         .where(created >= since, created < until)
         .group_by(col(LinkClick.page), col(LinkClick.channel))
         .order_by(clicks.desc(), col(LinkClick.page), col(LinkClick.channel))
@@ -39,8 +40,8 @@ def link_stats(
     if cascade:
         query = query.where(col(LinkClick.cascade) == cascade)
     return [
-        {"page": page, "channel": channel, "clicks": int(n), "messages": int(first)}
-        for page, channel, n, first in session.execute(query)
+        {"page": page, "channel": channel, "clicks": int(n), "messages": int(clicked)}
+        for page, channel, n, clicked in session.execute(query)
     ]
 
 

@@ -72,10 +72,11 @@ def follow(rt: Runtime, token: str, *, method: str, user_agent: str | None) -> F
         reason = not_a_click(method, user_agent, _sent_at(attempt), now)  # type: ignore[arg-type]
         if reason is not None:
             return Followed(target, reason)
+        # Locked (PostgreSQL) against a receipt or another click applied at the same time,
+        # so the clicks counted next are all the committed ones.
+        session.refresh(attempt, with_for_update=True)
         if not room_for_click(session, attempt):
             return Followed(target, "over_limit")
-        # Locked (PostgreSQL) against a receipt or another click applied at the same time.
-        session.refresh(attempt, with_for_update=True)
         notification = session.get(Notification, attempt.notification_id)
         assert notification is not None
         for _ in range(3):  # a lost compare-and-set means the attempt moved: decide again

@@ -23,15 +23,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import re
 import uuid
-from collections.abc import Iterable, Iterator
-from html import unescape
+from collections.abc import Iterable
 
-#: A URL as found in text (it ends at a space, a quote or an angle bracket).
-URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
-#: Punctuation that ends a sentence rather than the URL ("see https://x.example/a.").
-_TRAILING = ".,;:!?)]}'\"*"
+from dispatcher.link_spans import Span, html_spans, text_spans
+
 #: The link index is one byte: links after the 256th in one message stay untracked.
 MAX_LINKS = 256
 _MAC_BYTES = 10
@@ -68,65 +64,9 @@ def read_token(key: bytes, token: str) -> tuple[str, int] | None:
     return str(uuid.UUID(bytes=body[:16])), body[16]
 
 
-#: Closing brackets kept at a URL's end when the URL opened them (``/wiki/Foo_(bar)``).
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
-#: A tag or comment of an HTML part; the text between them is searched like plain text.
-_TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.DOTALL)
-#: The ``href`` of an ``<a>`` or ``<area>`` tag: the only attribute a person clicks. An
-#: ``<img src>`` or ``<link href>`` is fetched when the mail is opened: never tracked.
-_HREF = re.compile(
-    r"""^<(?:a|area)\b[^>]*?\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""",
-    re.IGNORECASE | re.DOTALL,
-)
-_SCHEME = re.compile(r"https?://[^/?#\s]", re.IGNORECASE)
-#: A link found in a part: (start, end) in the part as written, and its target URL.
-Span = tuple[int, int, str]
-
-
-def _trim(url: str) -> str:
-    """``url`` without the sentence punctuation after it ("see https://x.example/a.");
-    a closing bracket stays when the URL opened it."""
-    while url and url[-1] in _TRAILING:
-        opener = _CLOSERS.get(url[-1])
-        if opener is not None and url.count(opener) >= url.count(url[-1]):
-            break
-        url = url[:-1]
-    return url
-
-
-def _text_spans(text: str, offset: int = 0, *, html: bool = False) -> Iterator[Span]:
-    """The URLs of plain text (or of the text between an HTML part's tags)."""
-    if "://" not in text:
-        return
-    for match in URL.finditer(text):
-        url = _trim(match.group(0))
-        if _SCHEME.match(url):
-            start = offset + match.start()
-            yield start, start + len(url), unescape(url) if html else url
-
-
-def _html_spans(html: str) -> Iterator[Span]:
-    """The links of an HTML part in document order: URLs in its text, and the whole
-    ``href`` value of its ``<a>``/``<area>`` tags (entities decoded); other attributes
-    (``src``, ``<link href>``, ``title``) are left alone."""
-    if "://" not in html:
-        return
-    position = 0
-    for tag in _TAG.finditer(html):
-        yield from _text_spans(html[position : tag.start()], position, html=True)
-        position = tag.end()
-        href = _HREF.match(tag.group(0))
-        if href is None:
-            continue
-        group = next(i for i in (1, 2, 3) if href.group(i) is not None)
-        url = unescape(href.group(group)).strip()
-        if _SCHEME.match(url):
-            yield tag.start() + href.start(group), tag.start() + href.end(group), url
-    yield from _text_spans(html[position:], position, html=True)
-
-
 def _ours(url: str, own: str) -> bool:
-    """Under our own public URL (not merely starting with its characters)."""
+    """Under our own public URL (its origin, in any case; not a host that begins like it)."""
+    url, own = url.lower(), own.lower()
     return bool(own) and url.startswith(own) and (len(url) == len(own) or url[len(own)] in "/?#")
 
 
@@ -134,7 +74,7 @@ def find_links(text: str | None, html: str | None, own: str = "") -> list[str]:
     """The distinct target URLs of a message, in order: its text's, then its HTML's
     (``&amp;`` in an ``href`` is ``&``). URLs under ``own`` (our public URL) are ours."""
     links: dict[str, None] = {}
-    for *_, url in (*_text_spans(text or ""), *_html_spans(html or "")):
+    for *_, url in (*text_spans(text or ""), *html_spans(html or "")):
         links.setdefault(url, None)
     return [url for url in links if not _ours(url, own)][:MAX_LINKS]
 
@@ -168,8 +108,8 @@ def rewrite(
     except ValueError:  # not a UUID: no attempt row made it, nothing to track
         return text, html
     return (
-        _replace(text, _text_spans(text), mapping),
-        _replace(html, _html_spans(html), mapping) if html else html,
+        _replace(text, text_spans(text), mapping),
+        _replace(html, html_spans(html), mapping) if html else html,
     )
 
 
@@ -180,4 +120,4 @@ def sized_text(text: str, base: str) -> str:
     if not links:
         return text
     stand_in = base.rstrip("/") + PATH + "x" * TOKEN_LENGTH
-    return _replace(text, _text_spans(text), dict.fromkeys(links, stand_in))
+    return _replace(text, text_spans(text), dict.fromkeys(links, stand_in))

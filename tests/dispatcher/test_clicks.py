@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,22 @@ steps:
   - {channel: push, wait_for: clicked, timeout: 60s}
   - {channel: sms, wait_for: delivered, timeout: 60s}
 """
+VARIANTS = """\
+name: variants
+ttl: 1h
+quiet_hours: ignore
+steps:
+  - {channel: email, wait_for: sent, timeout: 60s, track_links: false}
+  - {channel: sms, wait_for: delivered, timeout: 60s}
+experiment:
+  variants:
+    - {name: control, weight: 1}
+    - name: clicky
+      weight: 1
+      steps:
+        - {channel: email, wait_for: clicked, timeout: 60s}
+        - {channel: sms, wait_for: delivered, timeout: 60s}
+"""
 UNTRACKED = """\
 name: untracked
 ttl: 1h
@@ -76,6 +93,7 @@ def _cascades_dir(tmp_path: Path) -> Path:
     (directory / "untracked.yaml").write_text(UNTRACKED)
     (directory / "sms_first.yaml").write_text(SMS_FIRST)
     (directory / "push_tap.yaml").write_text(PUSH_TAP)
+    (directory / "variants.yaml").write_text(VARIANTS)
     return directory
 
 
@@ -400,3 +418,60 @@ def test_clicks_recorded_per_attempt_are_capped(
     assert [first for *_, first in clicks(runtime)] == [True, False, False]
     assert len(events(api, nid, "clicked")) == 3
     assert show(api, nid)["state"] == "clicked"
+
+
+def test_clicks_at_the_same_moment_are_capped_too(
+    tracked: tuple[Runtime, TestClient], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    """After the first click, 24 at once: counted under the attempt's row lock, so the
+    rows stop at the cap (on PostgreSQL, counting before the lock let 63 of 50 in)."""
+    monkeypatch.setattr("dispatcher.receipt_tables.MAX_CLICKS", 3)
+    runtime, api = tracked
+    _, attempt_id = sent_email(runtime, api, "cap2")
+    clock.advance(30)
+    assert visit(api, link(runtime, attempt_id)).status_code == 302
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: visit(api, link(runtime, attempt_id)), range(24)))
+    assert {a.status_code for a in answers} == {302}
+    assert len(clicks(runtime)) == 3
+
+
+def test_messages_per_link_count_each_message_that_had_it_clicked(
+    tracked: tuple[Runtime, TestClient], clock: FakeClock
+):
+    """Two links in one e-mail, the second clicked first: both links show one message."""
+    runtime, api = tracked
+    text = "Order: https://shop.example/o/9 or help: https://help.example/faq"
+    _, attempt_id = sent_email(runtime, api, "two1", text=text)
+    clock.advance(30)
+    for index in (1, 0, 0):
+        assert visit(api, link(runtime, attempt_id, index)).status_code == 302
+    stats = api.get("/v1/stats", params={"since": "1d"}).json()["links"]
+    assert stats == [
+        {"page": "https://shop.example/o/9", "channel": "email", "clicks": 2, "messages": 1},
+        {"page": "https://help.example/faq", "channel": "email", "clicks": 1, "messages": 1},
+    ]
+
+
+def test_the_assigned_variants_steps_decide_whether_links_are_tracked(
+    tracked: tuple[Runtime, TestClient], clock: FakeClock
+):
+    """The cascade's e-mail step keeps its links; variant 'clicky' waits for a click on
+    them: its customers get tracked links (they used to get the plain URL, so the step
+    could never be confirmed and the SMS was always paid for), the control's do not."""
+    runtime, api = tracked
+    texts: dict[str, str] = {}
+    for n in range(40):  # customers of both variants (SHA-256 of the id: about half each)
+        customer = f"var{n}"
+        nid, attempt_id = sent_email(runtime, api, customer, cascade="variants")
+        variant = show(api, nid)["variant"]
+        with Session(runtime.engine) as session:
+            notification = session.get(Notification, nid)
+            attempt = session.get(Attempt, attempt_id)
+            assert notification is not None
+            assert attempt is not None
+            texts.setdefault(variant, build_message(runtime, notification, attempt, EMAIL).text)
+        if len(texts) == 2:
+            break
+    assert texts["control"] == f"Your order: {TARGET}"
+    assert texts["clicky"].startswith(f"Your order: {BASE}/l/")

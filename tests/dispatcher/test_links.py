@@ -83,6 +83,48 @@ def tracked(index: int) -> str:
             None,
             ["https://cascade.example.evil.example/p", "https://cascade.example:8443/x"],
         ),
+        (  # CSS, scripts and comments are not text a person clicks
+            "",
+            "<style>.h{background:url(https://img.example/h.png)} @import 'https://css.example/a';"
+            "</style><script>var u='https://js.example/x';</script><!-- https://c.example/ -->"
+            '<STYLE type="text/css">a{b:url(https://img.example/2.png)}</STYLE>'
+            "<p>Read https://shop.example/a</p>",
+            ["https://shop.example/a"],
+        ),
+        (  # an unquoted href may hold '='; attributes need no space between them
+            "",
+            "<a href=https://shop.example/t?order=7>t</a><a/href='https://x.example/1'>1</a>"
+            '<a x="1"href="https://x.example/2">2</a>',
+            ["https://shop.example/t?order=7", "https://x.example/1", "https://x.example/2"],
+        ),
+        (  # a title that mentions href= is not the href; a '>' inside a quoted value is no end
+            "",
+            '<a title="see href=https://evil.example/t >" href="https://shop.example/real">r</a>',
+            ["https://shop.example/real"],
+        ),
+        (  # entities: an encoded href is decoded; in text, &nbsp; &lt; &gt; &quot; end a URL
+            "",
+            '<a href="https&#58;//x.example/e?a=1&amp;b=2">e</a> at https://shop.example/t&nbsp;today'
+            " &lt;https://shop.example/help&gt; &quot;https://q.example/x&quot;"
+            " https://shop.example/s?a=1&amp;b=2.",
+            [
+                "https://x.example/e?a=1&b=2",
+                "https://shop.example/t",
+                "https://shop.example/help",
+                "https://q.example/x",
+                "https://shop.example/s?a=1&b=2",
+            ],
+        ),
+        (  # Outlook's bulletproof button; our own URL in capitals is still ours
+            "HTTPS://CASCADE.EXAMPLE/l/abc",
+            '<v:roundrect href="https://shop.example/btn" style="x"></v:roundrect>',
+            ["https://shop.example/btn"],
+        ),
+        (  # a long run of brackets: counted once, not once per bracket stripped
+            "x https://a.example/x" + ")" * 65_000,
+            None,
+            ["https://a.example/x"],
+        ),
     ],
     ids=[
         "none",
@@ -96,6 +138,12 @@ def tracked(index: int) -> str:
         "whole-href",
         "not-clicked-attributes",
         "own-origin-only",
+        "not-in-style-script-comments",
+        "unquoted-and-unspaced-attributes",
+        "href-not-in-title",
+        "entities",
+        "vml-button-and-own-url-in-capitals",
+        "bracket-run",
     ],
 )
 def test_find_links(text: str, html: str | None, links: list[str]):
@@ -132,6 +180,22 @@ def test_rewrite_leaves_what_is_not_clicked_and_keeps_each_href_whole():
         attempt_id=ATTEMPT,
     )
     assert text == f"Wiki: {tracked(0)}."
+
+
+def test_rewrite_keeps_entities_around_links_and_odd_attributes_intact():
+    """What surrounds a link stays as written: the entity after it, the title that
+    mentions a URL, the CSS; an unquoted href with '=' is replaced whole."""
+    html = (
+        '<style>b{background:url(https://img.example/b.png)}</style><p title="https://t.example/">'
+        "Track: https://shop.example/t&nbsp;today, &lt;https://shop.example/help&gt;</p>"
+        "<a href=https://shop.example/t?order=7>o</a>"
+    )
+    _, new_html = rewrite("", html, base=BASE, secret=SECRET, attempt_id=ATTEMPT)
+    assert new_html == (
+        '<style>b{background:url(https://img.example/b.png)}</style><p title="https://t.example/">'
+        f"Track: {tracked(0)}&nbsp;today, &lt;{tracked(1)}&gt;</p>"
+        f"<a href={tracked(2)}>o</a>"
+    )
 
 
 @pytest.mark.parametrize(
