@@ -31,7 +31,7 @@ _HEADERS = {
     "/l/{token}",
     status_code=302,
     response_class=RedirectResponse,
-    responses={302: {"description": "Redirect to the link's original URL"}, **problems(404)},
+    responses={302: {"description": "Redirect to the link's original URL"}, **problems(404, 422)},
 )
 def follow_link(token: str, request: Request, runtime: RuntimeDep) -> Response:
     """Follow a tracked link: a person's click is recorded, a preview fetch is not."""
