@@ -7,8 +7,9 @@ templates and locale variants that do not cover every channel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from config.capabilities import Capabilities
 from config.durations import format_duration
@@ -16,6 +17,7 @@ from providers.base import Channel, Signal
 
 if TYPE_CHECKING:
     from config.cascades import Cascade
+    from config.templates import ChannelTemplate
 
 
 def cascade_problems(
@@ -52,7 +54,32 @@ def cascade_problems(
         for channel in cascade.channels():
             if channel not in per_channel and "any" not in per_channel:
                 problems.append((["templates", name], f"no template for channel {channel}"))
+        problems += _provider_template_problems(["templates", name], per_channel)
+    for locale, named in cascade.locales.items():
+        for name, per_channel in named.items():
+            problems += _provider_template_problems(["locales", locale, name], per_channel)
     problems += _locale_problems(cascade)
+    return problems
+
+
+#: Template fields that name a provider-side (approved) template: WhatsApp only.
+_PROVIDER_TEMPLATE_FIELDS = ("template", "language", "params", "ack_button")
+
+
+def _provider_template_problems(
+    path: list[str | int], per_channel: Mapping[Channel | Literal["any"], ChannelTemplate]
+) -> list[tuple[list[str | int], str]]:
+    """A provider template's fields on another channel would be ignored: say so."""
+    problems: list[tuple[list[str | int], str]] = []
+    for channel, template in per_channel.items():
+        if channel == Channel.WHATSAPP:
+            continue
+        for field in _PROVIDER_TEMPLATE_FIELDS:
+            if field in template.model_fields_set:
+                message = (
+                    f"only whatsapp has approved templates: {field} would be ignored on {channel}"
+                )
+                problems.append(([*path, str(channel), field], message))
     return problems
 
 

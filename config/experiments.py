@@ -12,13 +12,14 @@ customer id and the experiment name against the weights).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from config.capabilities import Capabilities
 from config.cascade_rules import cascade_problems
 from config.durations import Duration
+from config.problems import not_a_bool
 
 if TYPE_CHECKING:
     from config.cascades import Cascade, Step
@@ -34,7 +35,7 @@ class Variant(BaseModel):
     name: str = Field(pattern=NAME)
     #: relative share; weights need not add up to 1 or 100. Finite: with ``.inf`` or ``.nan``
     #: :func:`dispatcher.experiments.assign` would send every customer to the last variant.
-    weight: float = Field(gt=0, allow_inf_nan=False)
+    weight: Annotated[float, BeforeValidator(not_a_bool)] = Field(gt=0, allow_inf_nan=False)
     description: str = ""
     steps: tuple[Step, ...] | None = Field(default=None, min_length=1)  #: default: the cascade's
     ttl: Duration | None = None  #: default: the cascade's

@@ -19,6 +19,14 @@ from pydantic import ValidationError
 from providers.base import Channel
 
 
+def not_a_bool(value: object) -> object:
+    """A number's validator: YAML reads ``true``, ``yes`` and ``on`` as booleans, and
+    pydantic would take them as 1; refused where a number is meant."""
+    if isinstance(value, bool):
+        raise ValueError("a number is needed here, not true/false")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with one file."""

@@ -9,11 +9,13 @@ variants; :func:`locale_chain` is the fallback order for a customer's locale
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from config.problems import not_a_bool
 
 #: A BCP 47-style tag as customers and cascade files give it: ``ru``, ``pt-BR``, ``pt_BR``.
 LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
@@ -35,7 +37,7 @@ class ChannelTemplate(BaseModel):
     params: tuple[str, ...] = ()  #: names of data fields, in order
     #: The index of the approved template's quick-reply button that confirms reading
     #: (WhatsApp): Cascade sets its payload to the signed ``ack:`` reference.
-    ack_button: int | None = Field(default=None, ge=0, le=9)
+    ack_button: Annotated[int | None, BeforeValidator(not_a_bool)] = Field(default=None, ge=0, le=9)
 
     @model_validator(mode="after")
     def _button_needs_a_template(self) -> ChannelTemplate:

@@ -159,8 +159,10 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
         "sent",
         "delivered",
         "read",
+        "clicked",
         "failed",
         "read_rate",
+        "click_rate",
         "cost",
         "finished_here",
     ]

@@ -60,6 +60,12 @@ def test_variants_load_with_their_own_steps_and_ttl():
             19,
         ),
         (
+            BASE.replace("weight: 1\n", "weight: true\n"),
+            "experiment.variants.1.weight",
+            "a number is needed here, not true/false",
+            19,
+        ),
+        (
             BASE.replace("weight: 3", "weight: 1e308").replace("weight: 1\n", "weight: 1e308\n"),
             "experiment.variants",
             "the weights add up to more than a float can hold",

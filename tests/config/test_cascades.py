@@ -289,20 +289,50 @@ WITH_TEMPLATE = (
 
 
 @pytest.mark.parametrize(
-    ("change", "field", "message"),
+    ("change", "into", "field", "message", "line"),
     [
-        ("template: order_update, ", "templates.order.whatsapp", "ack_button names a button"),
-        ("ack_button: 0", "templates.order.whatsapp.ack_button", "less than or equal to 9"),
+        (
+            "template: order_update, ",
+            "",
+            "templates.order.whatsapp",
+            "ack_button names a button",
+            12,
+        ),
+        (
+            "ack_button: 0",
+            "ack_button: 10",
+            "templates.order.whatsapp.ack_button",
+            "less than or equal to 9",
+            12,
+        ),
+        (
+            "ack_button: 0",
+            "ack_button: yes",
+            "templates.order.whatsapp.ack_button",
+            "a number is needed here, not true/false",
+            12,
+        ),
+        (
+            "sms: {",
+            "sms: {template: order_update, ",
+            "templates.order.sms.template",
+            "only whatsapp has approved templates: template would be ignored on sms",
+            13,
+        ),
     ],
-    ids=["button-without-template", "index-out-of-range"],
+    ids=["button-without-template", "index-out-of-range", "index-not-a-number", "sms-template"],
 )
-def test_a_templates_ack_button_is_checked(tmp_path: Path, change: str, field: str, message: str):
-    """The quick-reply button to sign belongs to an approved template, index 0-9."""
+def test_provider_template_fields_are_checked(
+    tmp_path: Path, change: str, into: str, field: str, message: str, line: int
+):
+    """The quick-reply button to sign belongs to an approved template, index 0-9; an
+    approved template's fields belong to WhatsApp."""
     good = tmp_path / "good.yaml"
     good.write_text(WITH_TEMPLATE)
     template = load_file(good, None).templates["order"][Channel.WHATSAPP]
     assert (template.template, template.ack_button) == ("order_update", 0)
-    text = WITH_TEMPLATE.replace(change, "" if "template:" in change else "ack_button: 10")
-    ((got_field, got_message, got_line),) = problems_of(tmp_path, text)
-    assert (got_field, got_line) == (field, 12)
+    ((got_field, got_message, got_line),) = problems_of(
+        tmp_path, WITH_TEMPLATE.replace(change, into)
+    )
+    assert (got_field, got_line) == (field, line)
     assert message in got_message

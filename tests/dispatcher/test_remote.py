@@ -117,4 +117,7 @@ def test_stats_of_an_empty_period(url: str, capsys: pytest.CaptureFixture[str]):
     code, out, err = dispatcher(capsys, "stats", "--url", url, "--api-key", TEST_KEY)
     assert (code, err) == (0, "")
     assert "0 notifications, cost 0, SMS only 0, saved 0" in out
-    assert out.splitlines()[1].split()[:2] == ["channel", "sent"]
+    assert out.splitlines()[1].split() == [
+        *("channel", "sent", "delivered", "read", "clicked", "failed"),
+        *("read", "rate", "click", "rate", "cost", "finished", "here"),
+    ]
