@@ -221,7 +221,8 @@ def whatsapp(client: httpx.Client, **overrides: Any) -> WhatsAppProvider:
     return WhatsAppProvider(WhatsAppConfig(**{**values, **overrides}), client)
 
 
-def wa_press(reply_id: str) -> tuple[Any, bytes]:
+def wa_press(reply_id: str, quick_reply: bool = False) -> tuple[Any, bytes]:
+    """A press of our interactive reply button, or of a template's quick reply."""
     return wa_sim.button_reply_callback(
         wa_sim.APP_SECRET,
         sender="14155552671",
@@ -229,7 +230,12 @@ def wa_press(reply_id: str) -> tuple[Any, bytes]:
         title="Got it",
         context_id="wamid.ours",
         timestamp=1740830400,
+        quick_reply=quick_reply,
     )
+
+
+#: Both kinds of press: an interactive message's reply button, a template's quick reply.
+PRESSES = pytest.mark.parametrize("quick_reply", [False, True], ids=["interactive", "template"])
 
 
 WA_OK = {"messages": [{"id": "wamid.ours"}]}
@@ -266,8 +272,9 @@ def vars_of(message: Message) -> dict[str, Any]:
     return {name: getattr(message, name) for name in Message.__dataclass_fields__}
 
 
-def test_whatsapp_press_is_a_read_receipt_for_the_attempt():
-    headers, body = wa_press(signer("whatsapp").payload(REFERENCE))
+@PRESSES
+def test_whatsapp_press_is_a_read_receipt_for_the_attempt(quick_reply: bool):
+    headers, body = wa_press(signer("whatsapp").payload(REFERENCE), quick_reply)
     with scripted() as (client, _):
         first = whatsapp(client).handle(webhook_request(body, headers))
         again = whatsapp(client).handle(webhook_request(body, headers))
@@ -282,9 +289,10 @@ def test_whatsapp_press_is_a_read_receipt_for_the_attempt():
     assert [m.sender for m in first.inbound] == ["14155552671"]  # a press opens the window
 
 
+@PRESSES
 @pytest.mark.parametrize("reply_id", forgeries("whatsapp"))
-def test_whatsapp_forged_press_confirms_nothing(reply_id: str):
-    headers, body = wa_press(reply_id)
+def test_whatsapp_forged_press_confirms_nothing(reply_id: str, quick_reply: bool):
+    headers, body = wa_press(reply_id, quick_reply)
     with scripted() as (client, _):
         answer = whatsapp(client).handle(webhook_request(body, headers))
     assert (answer.status_code, answer.events) == (200, ())
@@ -327,38 +335,6 @@ def test_whatsapp_template_sets_the_payload_of_its_quick_reply_button():
     ]
     assert [c["type"] for c in without["components"]] == ["body"]
     assert [c["type"] for c in keyless["components"]] == ["body"]
-
-
-def wa_quick_reply(payload: str) -> tuple[Any, bytes]:
-    return wa_sim.button_reply_callback(
-        wa_sim.APP_SECRET,
-        sender="14155552671",
-        reply_id=payload,
-        title="Got it",
-        context_id="wamid.ours",
-        timestamp=1740830400,
-        quick_reply=True,
-    )
-
-
-def test_whatsapp_quick_reply_press_is_a_read_receipt_for_the_attempt():
-    headers, body = wa_quick_reply(signer("whatsapp").payload(REFERENCE))
-    with scripted() as (client, _):
-        answer = whatsapp(client).handle(webhook_request(body, headers))
-    (event,) = answer.events
-    assert (event.kind, event.reference, event.provider_message_id) == (
-        ReceiptKind.READ,
-        REFERENCE,
-        "wamid.ours",
-    )
-
-
-@pytest.mark.parametrize("payload", forgeries("whatsapp"))
-def test_whatsapp_forged_quick_reply_confirms_nothing(payload: str):
-    headers, body = wa_quick_reply(payload)
-    with scripted() as (client, _):
-        answer = whatsapp(client).handle(webhook_request(body, headers))
-    assert (answer.status_code, answer.events) == (200, ())
 
 
 # --- over real HTTP: each simulator sends, the customer presses, the webhook receives ------
