@@ -1,8 +1,8 @@
 """Tracked links: URLs in a message rewritten to short signed links served by Cascade.
 
-With ``CASCADE_LINK_TRACKING=true`` every ``http(s)://`` URL in an attempt's text and
-HTML becomes ``<public_url>/l/<token>``, one token per attempt and link. The token is
-stateless, so sending writes nothing::
+With ``CASCADE_LINK_TRACKING=true`` every link of an attempt's text and HTML (what is a
+link: :mod:`dispatcher.link_spans`) becomes ``<public_url>/l/<token>``, one token per
+attempt and link. The token is stateless, so sending writes nothing::
 
     token = base64url(attempt id (16 bytes) | link index (1 byte) | MAC (10 bytes))  # 36 chars
     MAC   = HMAC-SHA256(key, attempt id | link index)[:10]
