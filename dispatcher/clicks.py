@@ -21,7 +21,7 @@ from dispatcher.receipt_decisions import NOT_YET_SENT, on_click
 from dispatcher.receipt_tables import LinkClick, room_for_click
 from dispatcher.runtime import Runtime
 from dispatcher.states import OPEN_STATES, AttemptState
-from dispatcher.work import unit_of_work
+from dispatcher.work import Work, unit_of_work
 
 #: History's source of a click.
 SOURCE = "link"
@@ -75,18 +75,30 @@ def follow(rt: Runtime, token: str, *, method: str, user_agent: str | None) -> F
         # Locked (PostgreSQL) against a receipt or another click applied at the same time,
         # so the clicks counted next are all the committed ones.
         session.refresh(attempt, with_for_update=True)
-        if not room_for_click(session, attempt):
-            return Followed(target, "over_limit")
         notification = session.get(Notification, attempt.notification_id)
         assert notification is not None
         for _ in range(3):  # a lost compare-and-set means the attempt moved: decide again
-            transition = on_click(attempt, index, now, open_=notification.state in OPEN_STATES)
-            if apply(work, notification, attempt, transition, source=SOURCE):
-                break
+            outcome = count_click(work, notification, attempt, index, page_of(target), SOURCE)
+            if outcome is not None:
+                return Followed(target, outcome)
             session.refresh(attempt)
             session.refresh(notification)
-        else:
-            return Followed(target, "moved")  # the visitor still gets the page
-        first = transition.outcome != "counted"
-        session.add(LinkClick.of(attempt, index, page_of(target), first=first, at=now))
-        return Followed(target, transition.outcome)
+        return Followed(target, "moved")  # the visitor still gets the page
+
+
+def count_click(
+    work: Work, notification: Notification, attempt: Attempt, link: int, page: str, source: str
+) -> str | None:
+    """Record a click on ``attempt`` (locked by the caller): its transition (the first
+    click confirms) and its row, or ``over_limit`` past ``MAX_CLICKS``. None when the
+    compare-and-set lost (the attempt moved): the caller reads it again and retries.
+
+    The one path of a link followed and of a tap the app reports."""
+    if not room_for_click(work.session, attempt):
+        return "over_limit"
+    transition = on_click(attempt, link, work.now, open_=notification.state in OPEN_STATES)
+    if not apply(work, notification, attempt, transition, source=source):
+        return None
+    first = transition.outcome != "counted"
+    work.session.add(LinkClick.of(attempt, link, page, first=first, at=work.now))
+    return transition.outcome

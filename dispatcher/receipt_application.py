@@ -13,14 +13,15 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from dispatcher.clicks import count_click
 from dispatcher.customer_tables import ContactPoint
 from dispatcher.customers import mark_contact_invalid
 from dispatcher.history import record
 from dispatcher.inbound import close_window
 from dispatcher.lifecycle import apply as apply_transition
 from dispatcher.models import Attempt, Notification
-from dispatcher.receipt_decisions import NOT_YET_SENT, on_click, on_receipt
-from dispatcher.receipt_tables import APP_LINK, APP_PAGE, LinkClick, ProviderEvent, room_for_click
+from dispatcher.receipt_decisions import NOT_YET_SENT, on_receipt
+from dispatcher.receipt_tables import APP_LINK, APP_PAGE, ProviderEvent
 from dispatcher.states import OPEN_STATES
 from dispatcher.work import Work
 from providers.base import Channel, ReceiptKind
@@ -167,14 +168,18 @@ def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
             Notification, attempt.notification_id, populate_existing=retry > 0
         )
         assert notification is not None
-        if kind is ReceiptKind.CLICKED and not room_for_click(session, attempt):
-            return "over_limit"
-        open_ = notification.state in OPEN_STATES
-        at = event.occurred_at or work.now
-        transition = (
-            on_click(attempt, APP_LINK, work.now, open_=open_)
-            if kind is ReceiptKind.CLICKED  # the app saw a tap: a click, as on a tracked link
-            else on_receipt(attempt, kind, at, work.now, open_=open_)
+        if kind is ReceiptKind.CLICKED:  # the app saw a tap: a click, as on a tracked link
+            outcome = count_click(work, notification, attempt, APP_LINK, APP_PAGE, source)
+            if outcome is not None:
+                return outcome
+            session.refresh(attempt)
+            continue
+        transition = on_receipt(
+            attempt,
+            kind,
+            event.occurred_at or work.now,
+            work.now,
+            open_=notification.state in OPEN_STATES,
         )
         if transition is None:
             return "waiting"
@@ -185,10 +190,6 @@ def _apply_to(work: Work, event: ProviderEvent, attempt: Attempt) -> str:
                 detail={"code": event.error_code},
             )
         if apply_transition(work, notification, attempt, transition, source=source):
-            if kind is ReceiptKind.CLICKED:
-                first = transition.outcome != "counted"
-                session.add(LinkClick.of(attempt, APP_LINK, APP_PAGE, first=first, at=work.now))
-                return transition.outcome
             if transition.outcome == "late":
                 _late(work, notification, attempt, kind, source)
             return "applied" if transition.outcome == "late" else transition.outcome
