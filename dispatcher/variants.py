@@ -74,11 +74,12 @@ def describe(session: Session, cascade: Cascade) -> dict[str, Any]:
                 "name": v.name,
                 "weight": v.weight,
                 "status": stored.get(v.name, VariantStatus.ACTIVE.value),
-                "channels": [s.channel for s in cascade.variant(v.name).steps],
-                "order": cascade.variant(v.name).order,
-                "ttl_seconds": cascade.variant(v.name).ttl.total_seconds(),
+                "channels": [s.channel for s in runs.steps],
+                "order": runs.order,
+                "ttl_seconds": runs.ttl.total_seconds(),
             }
             for v in cascade.experiment.variants
+            for runs in [cascade.variant(v.name)]
         ],
     }
 
