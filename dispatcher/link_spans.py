@@ -103,12 +103,9 @@ def _html_text_spans(raw: str, offset: int) -> Iterator[Span]:
         yield offset + origin[start], offset + origin[end], url
 
 
-def _href(tag: str) -> tuple[int, int, str] | None:
-    """The ``href`` of a link tag: where its value is in ``tag``, and the URL."""
-    name = _TAG_NAME.match(tag)
-    if name is None or name.group(1).lower() not in _LINK_TAGS:
-        return None
-    position = name.end()
+def _href(tag: str, position: int) -> tuple[int, int, str] | None:
+    """The ``href`` of a link tag whose attributes start at ``position``: where its value
+    is in ``tag``, and the URL."""
     while position < len(tag):
         attribute = _ATTRIBUTE.match(tag, position)
         if attribute is None or attribute.end() == position:
@@ -139,7 +136,7 @@ def html_spans(html: str) -> Iterator[Span]:
             close = re.compile(rf"</{element}\b", re.IGNORECASE).search(html, position)
             position = close.start() if close else len(html)
             continue
-        found = _href(tag.group(0))
+        found = _href(tag.group(0), name.end()) if name and element in _LINK_TAGS else None
         if found is not None:
             yield tag.start() + found[0], tag.start() + found[1], found[2]
     yield from _html_text_spans(html[position:], position)
