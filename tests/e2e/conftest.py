@@ -72,6 +72,9 @@ def start_worker(
                 "--pool",
                 pool,
                 "-E",
+                # No peers to sync revoked ids or clocks with: mingle's second of waiting
+                # for neighbours would be spent at every worker start.
+                "--without-mingle",
                 "-n",
                 f"{name}@%h",
                 "--loglevel",
